@@ -1,0 +1,112 @@
+"""ZeroMQ backend: ROUTER for the server, DEALER for each client.
+
+Contract: sockets are created in the calling process (create them after any
+fork). Every socket has ``linger=0`` so that close never blocks. The ROUTER
+sets ``ROUTER_MANDATORY`` so that a send to a departed peer fails at once
+instead of vanishing, and sends with NOBLOCK so a slow peer never stalls the
+server. ``MAXMSGSIZE`` is a hard ceiling well above the protocol's frame limit:
+frames above the protocol limit reach the server and are answered TooLarge;
+frames above the ceiling make ZeroMQ drop that peer's connection.
+"""
+from __future__ import annotations
+
+import os
+
+import zmq
+
+HWM = 100_000
+
+
+def _context() -> zmq.Context:
+    # Context.instance() is fork-aware: a forked child gets a fresh context.
+    return zmq.Context.instance()
+
+
+class ZmqListener:
+    def __init__(self, address: str, *, hard_max_bytes: int = 64 << 20) -> None:
+        self.sock = _context().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.SNDHWM, HWM)
+        self.sock.setsockopt(zmq.RCVHWM, HWM)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, hard_max_bytes)
+        if address.endswith(":0"):
+            port = self.sock.bind_to_random_port(address[: address.rindex(":")])
+            address = f"{address[: address.rindex(':')]}:{port}"
+        else:
+            self.sock.bind(address)
+        self.address = address
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+
+    def fileno(self) -> int:
+        return self.sock.getsockopt(zmq.FD)
+
+    def recv_batch(self, timeout: float, max_frames: int = 512) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        sock = self.sock
+        if not sock.poll(int(timeout * 1000), zmq.POLLIN):
+            return out
+        while len(out) < max_frames:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            # A DEALER sends one frame; extra frames make the request malformed,
+            # which the protocol layer reports (we pass them joined with a marker).
+            if len(parts) == 2:
+                out.append((parts[0], parts[1]))
+            else:
+                out.append((parts[0], b"\xc1" + b"".join(parts[1:])))  # 0xc1: never valid msgpack
+        return out
+
+    def send(self, peer: bytes, frame: bytes) -> bool:
+        try:
+            self.sock.send_multipart((peer, frame), zmq.NOBLOCK, copy=len(frame) < 65536)
+            return True
+        except zmq.ZMQError as e:
+            if e.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                return False
+            raise
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class ZmqConnection:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock: zmq.Socket | None = None
+        self._open()
+
+    def _open(self) -> None:
+        s = _context().socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, HWM)
+        s.setsockopt(zmq.RCVHWM, HWM)
+        s.setsockopt(zmq.IDENTITY, os.urandom(8))
+        # Do not queue requests for a peer that is not connected yet: fail fast
+        # on the first send only if ZMQ cannot queue; otherwise reconnects are ZMQ's.
+        s.setsockopt(zmq.RECONNECT_IVL, 50)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        s.connect(self.address)
+        self.sock = s
+
+    def send(self, frame: bytes) -> None:
+        assert self.sock is not None
+        self.sock.send(frame, copy=len(frame) < 65536)
+
+    def recv(self, timeout: float) -> bytes | None:
+        assert self.sock is not None
+        if self.sock.poll(max(0, int(timeout * 1000)), zmq.POLLIN):
+            return self.sock.recv()
+        return None
+
+    def reconnect(self) -> None:
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None
