@@ -1,0 +1,8 @@
+"""Built-in kinds, one module per API family. Importing this package (which
+``emulator.api.registry`` does) registers them all with ``REGISTRY``.
+
+To add a kind: write a module here that builds a ``ResourceType`` and calls
+``REGISTRY.register``, and import it below.
+"""
+from emulator.api.kinds import (config, coordination, event, namespace,  # noqa: F401
+                                node, pod)
