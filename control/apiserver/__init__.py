@@ -1,0 +1,1 @@
+"""The apiserver: the one process every other component talks to (hub and spoke)."""

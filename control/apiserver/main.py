@@ -1,0 +1,64 @@
+"""``kemu apiserver``: run the apiserver as its own process.
+
+Contract: binds ``--listen`` (``:0`` picks a free port), writes the bound
+address to ``--endpoint-file`` once it serves (atomically, so a reader never
+sees half an address), logs JSON lines, and stops cleanly on SIGTERM/SIGINT
+(the WAL is committed and closed). Exit code 0 on a clean stop, 1 when it
+cannot start (the message names the flag to fix).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from emulator import protocol, transport
+from emulator.logging import configure, get_logger
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("apiserver", help="run the apiserver")
+    p.add_argument("--data-dir", required=True, help="directory for the write-ahead log and snapshots")
+    p.add_argument("--listen", default="tcp://127.0.0.1:6443",
+                   help="address to bind: tcp://127.0.0.1:PORT (PORT 0 picks one) or ipc://PATH")
+    p.add_argument("--endpoint-file", help="write the bound address here once serving")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, not durable)")
+    p.add_argument("--max-frame-bytes", type=int, default=protocol.DEFAULT_MAX_FRAME_BYTES)
+    p.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks")
+    p.add_argument("--snapshot-every", type=int, default=200_000, help="WAL records between snapshots")
+    p.add_argument("--history-size", type=int, default=50_000, help="watch events kept for resuming")
+    p.add_argument("--log-file", help="JSON lines log (default: stderr)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from control.apiserver.server import APIServer
+    problem = transport.check_address(args.listen)
+    if problem or args.listen.startswith("mem://"):
+        print(f"error: --listen: {problem or 'mem:// is in-process only'}; "
+              "use tcp://127.0.0.1:PORT", file=sys.stderr)
+        return 1
+    if args.max_frame_bytes < 1024:
+        print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
+        return 1
+    configure("apiserver", path=args.log_file, level=args.log_level)
+    server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,
+                       max_frame_bytes=args.max_frame_bytes, bookmark_interval=args.bookmark_interval,
+                       snapshot_every=args.snapshot_every, history_size=args.history_size)
+    server.install_signal_handlers()
+    try:
+        os.makedirs(args.data_dir, exist_ok=True)
+        address = server.start()
+    except Exception as e:
+        print(f"error: apiserver could not start on --listen {args.listen} with --data-dir "
+              f"{args.data_dir}: {e}", file=sys.stderr)
+        get_logger().error("apiserver failed to start", error=str(e))
+        return 1
+    if args.endpoint_file:
+        tmp = args.endpoint_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(address + "\n")
+        os.replace(tmp, args.endpoint_file)
+    server.serve_forever()
+    return 0

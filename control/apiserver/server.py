@@ -1,0 +1,359 @@
+"""The apiserver process: one event loop over a transport, the store, the WAL and watches.
+
+Contract
+--------
+* Each loop turn takes every frame that is ready (a batch), handles them in
+  arrival order, commits the WAL once (group commit: one fsync), then sends
+  the replies, then the watch events of the batch's writes. No reply and no
+  watch event ever reveals a write that is not durable.
+* Replies echo the request id. A frame that cannot be decoded gets an error
+  reply with ``id: None``; nothing a client sends can stop the loop.
+* Hello first: a request from a peer that has not said hello gets BadRequest
+  with the cause field ``hello``; clients re-hello and retry (this is how a
+  client notices a restarted apiserver).
+* Retried writes are deduplicated: a mutating request whose (session, id) was
+  already answered gets the same reply again, without a second write.
+* New watches are registered after the batch's events are sent, so a watch
+  starting at revision R sees exactly the events after R.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+
+from control.apiserver.resources import Resources
+from control.apiserver.watch import Watcher, WatchHub
+from control.storage.store import Store
+from control.storage.wal import WriteAheadLog
+from emulator import protocol, transport
+from emulator.api import errors
+from emulator.api.errors import APIError
+from emulator.api.registry import REGISTRY
+from emulator.api.selectors import parse_field_selector, parse_label_selector
+from emulator.logging import get_logger
+
+MUTATING = frozenset(("create", "update", "patch", "delete"))
+DEDUPE_ENTRIES = 20_000
+
+
+@dataclass
+class Peer:
+    component: str
+    node: str | None
+    session: str
+    said_hello_at: float
+
+
+@dataclass
+class PendingWatch:
+    peer: bytes
+    rid: int
+    watcher: Watcher
+    resource_version: int | None
+
+
+class APIServer:
+    def __init__(self, listen: str, data_dir: str | None, *, fsync: bool = True,
+                 max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
+                 bookmark_interval: float = 5.0, snapshot_every: int = 200_000,
+                 history_size: int = 50_000, clock: Callable[[], float] = time.time) -> None:
+        self.listen_address = listen
+        self.max_frame_bytes = max_frame_bytes
+        self.bookmark_interval = bookmark_interval
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self.log = get_logger()
+        self.wal = WriteAheadLog(data_dir, fsync=fsync) if data_dir else None
+        self.store = Store(self.wal, history_size=history_size)
+        self.resources = Resources(self.store, clock)
+        self.transport: Any = None
+        self.hub = WatchHub(self._send)
+        self.peers: dict[bytes, Peer] = {}
+        self.dedupe: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self.pending_watches: list[PendingWatch] = []
+        self.next_watch_id = 1
+        self.stopping = False
+        self.next_bookmark = 0.0
+        self.requests = 0
+        self.frames_rejected = 0
+        self.recovery: dict[str, Any] = {}
+        self._handlers: dict[str, Callable[[bytes, dict], Any]] = {
+            "ping": self._op_ping, "discovery": self._op_discovery, "get": self._op_get,
+            "list": self._op_list, "create": self._op_create, "update": self._op_update,
+            "patch": self._op_patch, "delete": self._op_delete, "watch": self._op_watch,
+            "unwatch": self._op_unwatch,
+        }
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> str:
+        """Recover the store, then bind. Returns the bound address."""
+        t0 = time.monotonic()
+        self.recovery = self.store.recover()
+        self.resources.ensure_system_namespaces()
+        self._commit()
+        self.store.take_pending()
+        self.transport = transport.listen(self.listen_address)
+        self.recovery["seconds"] = round(time.monotonic() - t0, 3)
+        self.log.info("apiserver started", address=self.transport.address, **self.recovery)
+        self.next_bookmark = time.monotonic() + self.bookmark_interval
+        return self.transport.address
+
+    @property
+    def address(self) -> str:
+        return self.transport.address
+
+    def install_signal_handlers(self) -> None:
+        def stop(_sig: int, _frame: Any) -> None:   # only sets a flag; clean-up runs in the loop
+            self.stopping = True
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def serve_forever(self) -> None:
+        while not self.stopping:
+            self.step(0.2)
+        self.close()
+
+    def close(self) -> None:
+        if self.wal is not None:
+            self.wal.commit()
+            self.wal.close()
+            self.wal = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self.log.info("apiserver stopped", rev=self.store.rev)
+
+    # -- the loop -----------------------------------------------------------
+    def step(self, timeout: float) -> int:
+        """One loop turn: handle a batch, commit, reply, fan out. Returns frames handled."""
+        batch = self.transport.recv_batch(timeout)
+        replies: list[tuple[bytes, bytes]] = []
+        for peer, frame in batch:
+            reply = self._handle_frame(peer, frame)
+            if reply is not None:
+                replies.append((peer, reply))
+        if batch:
+            self._commit()
+            send = self.transport.send
+            for peer, reply in replies:
+                send(peer, reply)
+            events = self.store.take_pending()
+            if events:
+                self.hub.dispatch(events)
+            if self.pending_watches:
+                self._start_watches()
+        now = time.monotonic()
+        if now >= self.next_bookmark:
+            self.next_bookmark = now + self.bookmark_interval
+            if self.hub.watchers:
+                self.hub.bookmark(self.store.rev, self._api_versions())
+        if self.wal is not None and self.wal.records_since_snapshot >= self.snapshot_every:
+            self._snapshot()
+        return len(batch)
+
+    def _commit(self) -> None:
+        if self.wal is not None:
+            self.wal.commit()
+
+    def _snapshot(self) -> None:
+        t0 = time.monotonic()
+        assert self.wal is not None
+        self.wal.snapshot(self.store.rev, self.store.snapshot_items())
+        self.log.info("snapshot written", rev=self.store.rev, objects=self.store.count,
+                      seconds=round(time.monotonic() - t0, 3))
+
+    def _send(self, peer: bytes, frame: bytes) -> bool:
+        return self.transport.send(peer, frame)
+
+    # -- requests -----------------------------------------------------------
+    def _handle_frame(self, peer: bytes, frame: bytes) -> bytes | None:
+        self.requests += 1
+        rid: Any = None
+        try:
+            msg = protocol.decode(frame, self.max_frame_bytes)
+            rid = protocol.field(msg, "id", int, required=True)
+            op = protocol.field(msg, "op", str, required=True)
+            if op == "hello":
+                return protocol.ok_reply(rid, self._op_hello(peer, msg))
+            handler = self._handlers.get(op)
+            if handler is None:
+                raise APIError(errors.BAD_REQUEST, f'unknown op "{op}"; supported ops: '
+                                                   f'{", ".join(protocol.OPS)}')
+            p = self.peers.get(peer)
+            if p is None:
+                raise APIError(errors.BAD_REQUEST, "no hello on this connection: send hello "
+                               f"(protocol {protocol.PROTOCOL_VERSION}) first",
+                               [errors.cause("hello", "HelloRequired", "send hello first")])
+            if op in MUTATING:
+                key = (p.session, rid)
+                cached = self.dedupe.get(key)
+                if cached is not None:
+                    return cached
+                reply = self._run(handler, peer, msg, rid)
+                self.dedupe[key] = reply
+                if len(self.dedupe) > DEDUPE_ENTRIES:
+                    self.dedupe.popitem(last=False)
+                return reply
+            return self._run(handler, peer, msg, rid)
+        except APIError as e:
+            self.frames_rejected += 1
+            if e.code in (errors.BAD_REQUEST, errors.TOO_LARGE):
+                self.log.warning("request rejected", peer=peer.hex(), code=e.code, reason=e.message)
+            return protocol.error_reply(rid if isinstance(rid, int) else None, e)
+
+    def _run(self, handler: Callable[[bytes, dict], Any], peer: bytes, msg: dict, rid: int) -> bytes | None:
+        try:
+            result = handler(peer, msg)
+        except APIError as e:
+            return protocol.error_reply(rid, e)
+        except Exception as e:   # a bug must not kill the server: report it
+            self.log.exception("handler failed", op=msg.get("op"))
+            return protocol.error_reply(rid, APIError(errors.BAD_REQUEST,
+                                                      f"internal error: {type(e).__name__}: {e}"))
+        if result is _DEFERRED:
+            return None
+        if result is self.store.last_obj:   # just written: reuse its packed bytes
+            return protocol.ok_reply_packed(rid, self.store.last_packed)
+        return protocol.ok_reply(rid, result)
+
+    def _op_hello(self, peer: bytes, msg: dict) -> dict:
+        version = protocol.field(msg, "protocol", int, required=True)
+        if version != protocol.PROTOCOL_VERSION:
+            raise APIError(errors.BAD_REQUEST, f"protocol version {version} is not supported; "
+                                               f"this apiserver speaks {protocol.PROTOCOL_VERSION}")
+        component = protocol.field(msg, "component", str, default="unknown")
+        node = protocol.field(msg, "node", str)
+        session = protocol.field(msg, "session", str, default=peer.hex())
+        if peer in self.peers:
+            self.hub.remove_peer(peer)   # a fresh hello starts a fresh session on this connection
+        self.peers[peer] = Peer(component, node, session, self.clock())
+        return {"protocol": protocol.PROTOCOL_VERSION, "server": "kemu-apiserver",
+                "maxFrameBytes": self.max_frame_bytes, "bookmarkInterval": self.bookmark_interval,
+                "resourceVersion": str(self.store.rev)}
+
+    def _op_ping(self, peer: bytes, msg: dict) -> dict:
+        return {"resourceVersion": str(self.store.rev)}
+
+    def _op_discovery(self, peer: bytes, msg: dict) -> list[dict]:
+        return [{"kind": rt.kind, "apiVersion": rt.api_version, "name": rt.plural,
+                 "singularName": rt.singular, "shortNames": list(rt.short_names),
+                 "namespaced": rt.namespaced} for rt in REGISTRY.all()]
+
+    def _op_get(self, peer: bytes, msg: dict) -> dict:
+        return self.resources.get(protocol.field(msg, "kind", str, required=True),
+                                  protocol.field(msg, "name", str, required=True),
+                                  protocol.field(msg, "namespace", str))
+
+    def _op_list(self, peer: bytes, msg: dict) -> dict:
+        return self.resources.list(
+            protocol.field(msg, "kind", str, required=True), protocol.field(msg, "namespace", str),
+            protocol.field(msg, "labelSelector", str), protocol.field(msg, "fieldSelector", str),
+            protocol.field(msg, "limit", int), protocol.field(msg, "continue", str))
+
+    def _op_create(self, peer: bytes, msg: dict) -> dict:
+        obj = protocol.field(msg, "object", dict, required=True)
+        namespace = protocol.field(msg, "namespace", str)
+        sub = protocol.field(msg, "subresource", str)
+        if sub == "binding":
+            return self.resources.bind(protocol.field(msg, "name", str, required=True), obj, namespace)
+        if sub:
+            raise APIError(errors.NOT_FOUND, f'no subresource "{sub}" accepts create; supported: "binding"')
+        return self.resources.create(obj, namespace)
+
+    def _op_update(self, peer: bytes, msg: dict) -> dict:
+        return self.resources.update(protocol.field(msg, "object", dict, required=True),
+                                     protocol.field(msg, "subresource", str),
+                                     protocol.field(msg, "namespace", str))
+
+    def _op_patch(self, peer: bytes, msg: dict) -> dict:
+        return self.resources.patch(
+            protocol.field(msg, "kind", str, required=True), protocol.field(msg, "name", str, required=True),
+            protocol.field(msg, "patch", (dict, list), required=True), protocol.field(msg, "namespace", str),
+            protocol.field(msg, "patchType", str, default="merge"), protocol.field(msg, "subresource", str))
+
+    def _op_delete(self, peer: bytes, msg: dict) -> dict:
+        return self.resources.delete(
+            protocol.field(msg, "kind", str, required=True), protocol.field(msg, "name", str, required=True),
+            protocol.field(msg, "namespace", str), protocol.field(msg, "gracePeriodSeconds", int),
+            protocol.field(msg, "propagationPolicy", str), protocol.field(msg, "preconditions", dict))
+
+    # -- watch --------------------------------------------------------------
+    def _op_watch(self, peer: bytes, msg: dict) -> Any:
+        rt = REGISTRY.by_kind(protocol.field(msg, "kind", str, required=True))
+        ls = protocol.field(msg, "labelSelector", str)
+        fs = protocol.field(msg, "fieldSelector", str)
+        labels = parse_label_selector(ls) if ls else None
+        fields = parse_field_selector(fs, rt) if fs else None
+        rv_s = protocol.field(msg, "resourceVersion", str)
+        rv: int | None = None
+        if rv_s not in (None, "", "0"):
+            try:
+                rv = int(rv_s)
+            except ValueError:
+                raise APIError(errors.BAD_REQUEST, f'resourceVersion: Invalid value: "{rv_s}": '
+                                                   "must be an integer string")
+        ns = protocol.field(msg, "namespace", str) if rt.namespaced else None
+        w = Watcher(self.next_watch_id, peer, rt.kind, ns or None,
+                    labels if labels is not None and not labels.empty else None, fields,
+                    bool(protocol.field(msg, "allowWatchBookmarks", bool, default=True)))
+        self.next_watch_id += 1
+        rid = protocol.field(msg, "id", int)
+        self.pending_watches.append(PendingWatch(peer, rid, w, rv))
+        return _DEFERRED
+
+    def _start_watches(self) -> None:
+        pending, self.pending_watches = self.pending_watches, []
+        for pw in pending:
+            w = pw.watcher
+            rev = self.store.rev
+            if pw.resource_version is not None:
+                if pw.resource_version < self.store.compacted:
+                    self._send(pw.peer, protocol.error_reply(pw.rid, APIError(
+                        errors.EXPIRED, f"too old resource version: {pw.resource_version} "
+                                        f"({self.store.compacted})")))
+                    continue
+                if pw.resource_version > rev:
+                    self._send(pw.peer, protocol.error_reply(pw.rid, APIError(
+                        errors.TIMEOUT, f"Too large resource version: {pw.resource_version}, "
+                                        f"current: {rev}")))
+                    continue
+            if not self._send(pw.peer, protocol.ok_reply(pw.rid, {"watch": w.wid, "resourceVersion": str(rev)})):
+                continue
+            self.hub.add(w)
+            if pw.resource_version is None:
+                body_for = protocol.pack_event_body
+                for obj in self.store.iter_kind(w.kind, w.namespace):
+                    if w.matches(obj):
+                        frame = protocol.pack_event(w.wid, body_for("ADDED", msgpack.packb(obj, use_bin_type=True)))
+                        if not self.hub.deliver(w, frame):
+                            break
+            else:
+                replay = []
+                for ev in reversed(self.store.history):
+                    if ev.rev <= pw.resource_version:
+                        break
+                    replay.append(ev)
+                for ev in reversed(replay):
+                    typ, obj = self.hub._transition(w, ev)
+                    if typ is not None and not self.hub.deliver(
+                            w, protocol.pack_event(w.wid, protocol.pack_event_body(
+                                typ, msgpack.packb(obj, use_bin_type=True)))):
+                        break
+
+    def _op_unwatch(self, peer: bytes, msg: dict) -> dict:
+        wid = protocol.field(msg, "watch", int, required=True)
+        w = self.hub.watchers.get(wid)
+        if w is not None and w.peer == peer:
+            self.hub.remove(wid)
+        return {}
+
+    def _api_versions(self) -> dict[str, str]:
+        return {rt.kind: rt.api_version for rt in REGISTRY.all()}
+
+
+_DEFERRED = object()

@@ -1,0 +1,193 @@
+"""Watch fan-out: which watcher gets which event.
+
+Contract (Kubernetes' watch semantics)
+--------------------------------------
+* A watcher sees, in revision order, every event of its kind after its start
+  revision that concerns an object matching its namespace, label selector
+  and field selector.
+* Selector transitions are events: an object that starts matching reaches the
+  watcher as ADDED; one that stops matching reaches it as DELETED, carrying
+  the previous state with the new resourceVersion (as the kube-apiserver's
+  cacher does).
+* BOOKMARK events carry only ``metadata.resourceVersion``: every matching
+  event up to that revision has been sent.
+* Fan-out is indexed: watchers with an equality field selector on an indexed
+  field (``spec.nodeName``, ``metadata.name``) or a namespace are found by
+  lookup, so an event costs O(matching watchers), not O(all watchers).
+* A watcher whose peer cannot take a frame (gone, or its queue is full) is
+  removed; the client notices the missing bookmarks and resumes from its last
+  revision (or relists on Expired).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgpack
+
+from control.storage.store import ADDED, DELETED, MODIFIED, Event
+from emulator.protocol import pack_event, pack_event_body
+
+INDEXED_FIELDS = ("spec.nodeName", "metadata.name")
+
+
+def field_value(obj: dict | None, path: str) -> str:
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    return "" if cur is None else str(cur)
+
+
+@dataclass(eq=False)
+class Watcher:
+    wid: int
+    peer: bytes
+    kind: str
+    namespace: str | None
+    labels: Any          # LabelSelector | None
+    fields: Any          # FieldSelector | None
+    bookmarks: bool
+    index: tuple[str, str] | None = None   # (field, value) this watcher is indexed under
+    sent: int = 0
+
+    def matches(self, obj: dict) -> bool:
+        md = obj["metadata"]
+        if self.namespace is not None and md.get("namespace", "") != self.namespace:
+            return False
+        if self.labels is not None and not self.labels.matches(md.get("labels") or {}):
+            return False
+        if self.fields is not None and not self.fields.matches(obj):
+            return False
+        return True
+
+
+class WatchHub:
+    def __init__(self, send: Callable[[bytes, bytes], bool]) -> None:
+        self.send = send
+        self.watchers: dict[int, Watcher] = {}
+        self.by_peer: dict[bytes, set[int]] = {}
+        self.unindexed: dict[str, set[Watcher]] = {}
+        self.indexed: dict[str, dict[tuple[str, str], set[Watcher]]] = {}
+        self.events_sent = 0
+        self.watchers_dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.watchers)
+
+    def add(self, w: Watcher) -> None:
+        self.watchers[w.wid] = w
+        self.by_peer.setdefault(w.peer, set()).add(w.wid)
+        idx = None
+        if w.fields is not None:
+            for f in INDEXED_FIELDS:
+                v = w.fields.equality_value(f)
+                if v is not None:
+                    idx = (f, v)
+                    break
+        if idx is None and w.namespace is not None:
+            idx = ("metadata.namespace", w.namespace)
+        w.index = idx
+        if idx is None:
+            self.unindexed.setdefault(w.kind, set()).add(w)
+        else:
+            self.indexed.setdefault(w.kind, {}).setdefault(idx, set()).add(w)
+
+    def remove(self, wid: int) -> Watcher | None:
+        w = self.watchers.pop(wid, None)
+        if w is None:
+            return None
+        peers = self.by_peer.get(w.peer)
+        if peers is not None:
+            peers.discard(wid)
+            if not peers:
+                del self.by_peer[w.peer]
+        if w.index is None:
+            self.unindexed.get(w.kind, set()).discard(w)
+        else:
+            bucket = self.indexed.get(w.kind, {}).get(w.index)
+            if bucket is not None:
+                bucket.discard(w)
+                if not bucket:
+                    del self.indexed[w.kind][w.index]
+        return w
+
+    def remove_peer(self, peer: bytes) -> int:
+        wids = list(self.by_peer.get(peer, ()))
+        for wid in wids:
+            self.remove(wid)
+        return len(wids)
+
+    def candidates(self, ev: Event) -> set[Watcher]:
+        kind = ev.kind
+        out = set(self.unindexed.get(kind, ()))
+        buckets = self.indexed.get(kind)
+        if buckets:
+            for f in (*INDEXED_FIELDS, "metadata.namespace"):
+                for obj in (ev.obj, ev.prev):
+                    if obj is None:
+                        continue
+                    b = buckets.get((f, field_value(obj, f)))
+                    if b:
+                        out |= b
+        return out
+
+    def dispatch(self, events: list[Event]) -> None:
+        """Send committed events to the watchers they concern."""
+        for ev in events:
+            if not self.watchers:
+                return
+            cands = self.candidates(ev)
+            if not cands:
+                continue
+            body_cache: dict[str, bytes] = {}
+            for w in cands:
+                typ, obj = self._transition(w, ev)
+                if typ is None:
+                    continue
+                body = body_cache.get(typ)
+                if body is None:
+                    if obj is ev.obj:
+                        if ev.packed is None:
+                            ev.packed = msgpack.packb(ev.obj, use_bin_type=True)
+                        body = pack_event_body(typ, ev.packed)
+                    else:
+                        body = pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))
+                    body_cache[typ] = body
+                self.deliver(w, pack_event(w.wid, body))
+
+    def deliver(self, w: Watcher, frame: bytes) -> bool:
+        if self.send(w.peer, frame):
+            w.sent += 1
+            self.events_sent += 1
+            return True
+        self.watchers_dropped += 1
+        self.remove(w.wid)
+        return False
+
+    @staticmethod
+    def _transition(w: Watcher, ev: Event) -> tuple[str | None, dict | None]:
+        if ev.type == ADDED:
+            return (ADDED, ev.obj) if w.matches(ev.obj) else (None, None)
+        if ev.type == DELETED:
+            return (DELETED, ev.obj) if w.matches(ev.obj) else (None, None)
+        now = w.matches(ev.obj)
+        before = ev.prev is not None and w.matches(ev.prev)
+        if now and before:
+            return MODIFIED, ev.obj
+        if now:
+            return ADDED, ev.obj
+        if before:
+            prev = dict(ev.prev)
+            prev["metadata"] = dict(ev.prev["metadata"], resourceVersion=str(ev.rev))
+            return DELETED, prev
+        return None, None
+
+    def bookmark(self, rev: int, api_versions: dict[str, str]) -> None:
+        for w in list(self.watchers.values()):
+            if w.bookmarks:
+                obj = {"kind": w.kind, "apiVersion": api_versions.get(w.kind, "v1"),
+                       "metadata": {"resourceVersion": str(rev)}}
+                self.deliver(w, pack_event(w.wid, pack_event_body(
+                    "BOOKMARK", msgpack.packb(obj, use_bin_type=True))))

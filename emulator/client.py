@@ -1,0 +1,382 @@
+"""The client library every component and user script uses to talk to the apiserver.
+
+Contract
+--------
+* One ``Client`` owns one connection and is used from one thread (like a
+  ZeroMQ socket). Concurrency comes from pipelining (``send``/``wait``) and
+  from watches, whose events are buffered per watch while the client waits for
+  replies, and handed out by ``Watch.next`` or ``Client.poll``.
+* Every request has a deadline (``timeout``). On a timeout the client
+  reconnects with jittered exponential backoff and retries the same request id
+  up to ``retries`` times; the apiserver deduplicates retried writes by
+  (session, id) while it lives. After the last try it raises
+  ``APIError(UNAVAILABLE)`` naming the address.
+* Errors from the server are raised as ``APIError`` with the server's code,
+  message and causes.
+* A restarted apiserver is noticed by its "hello required" answer, or by a
+  watch that hears nothing (not even a bookmark) for ``3 x bookmarkInterval``;
+  the client then says hello again and resumes every watch from the last
+  resourceVersion it delivered. A resume the server can no longer serve ends
+  the watch with an ERROR event whose ``object.reason`` is ``Expired``; the
+  informer then relists.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from collections import deque
+from typing import Any, Iterable, Iterator
+
+from emulator import protocol, transport
+from emulator.api import errors
+from emulator.api.errors import APIError
+
+
+class Watch:
+    """A stream of watch events: ``{"type": ..., "object": {...}}``."""
+
+    def __init__(self, client: "Client", args: dict[str, Any], bookmarks: bool) -> None:
+        self.client = client
+        self.args = args
+        self.show_bookmarks = bookmarks
+        self.events: deque[dict] = deque()
+        self.wid: int | None = None
+        self.resource_version: str | None = args.get("resourceVersion") or None
+        self.closed = False
+        self.last_heard = time.monotonic()
+
+    def _receive(self, msg: dict) -> None:
+        self.last_heard = time.monotonic()
+        obj = msg.get("object") or {}
+        rv = (obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj, dict) else None
+        if rv:
+            self.resource_version = rv
+        if msg.get("type") == "BOOKMARK" and not self.show_bookmarks:
+            return
+        self.events.append({"type": msg.get("type"), "object": obj})
+
+    def _fail(self, err: APIError) -> None:
+        self.closed = True
+        self.client._watches.pop(self.wid, None)
+        self.events.append({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": err.code,
+            "message": err.message, "code": errors.HTTP_STATUS.get(err.code, 500)}})
+
+    def next(self, timeout: float | None = None) -> dict | None:
+        """The next event, or None when ``timeout`` seconds pass without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.events:
+            if self.closed:
+                return None
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.client.poll(min(remaining, 0.5))
+        return self.events.popleft()
+
+    def __iter__(self) -> Iterator[dict]:
+        while not (self.closed and not self.events):
+            ev = self.next(None)
+            if ev is not None:
+                yield ev
+
+    def stop(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.wid is not None:
+            self.client._watches.pop(self.wid, None)
+            try:
+                self.client._call("unwatch", {"watch": self.wid}, retries=0)
+            except APIError:
+                pass
+
+
+class Client:
+    def __init__(self, server: str, *, component: str = "client", node: str | None = None,
+                 timeout: float = 5.0, retries: int = 2, backoff: float = 0.05,
+                 backoff_max: float = 2.0) -> None:
+        problem = transport.check_address(server)
+        if problem:
+            raise APIError(errors.BAD_REQUEST, f"server address: {problem}")
+        self.server = server
+        self.component = component
+        self.node = node
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.session = uuid.uuid4().hex
+        self.max_frame_bytes = protocol.DEFAULT_MAX_FRAME_BYTES
+        self.bookmark_interval = 5.0
+        self._ids = itertools.count(1)
+        self._replies: dict[int, dict] = {}
+        self._outstanding: set[int] = set()
+        self._watches: dict[int | None, Watch] = {}
+        self._all_watches: list[Watch] = []
+        self._said_hello = False
+        self._conn = transport.connect(server)
+        self.reconnects = 0
+
+    # -- plumbing -----------------------------------------------------------
+    def close(self) -> None:
+        for w in list(self._all_watches):
+            w.closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            msg = protocol.decode(frame, 1 << 30)
+        except APIError:
+            return   # a garbled reply is treated as lost: the request times out and retries
+        if "watch" in msg and "type" in msg:
+            w = self._watches.get(msg["watch"])
+            if w is not None:
+                w._receive(msg)
+            return
+        rid = msg.get("id")
+        if rid in self._outstanding:
+            self._replies[rid] = msg
+
+    def poll(self, timeout: float) -> None:
+        """Receive whatever arrives within ``timeout`` (watch events and replies), then check liveness."""
+        if self._conn is None:
+            raise APIError(errors.UNAVAILABLE, "client is closed")
+        frame = self._conn.recv(timeout)
+        while frame is not None:
+            self._dispatch(frame)
+            frame = self._conn.recv(0)
+        self._check_watch_liveness()
+
+    def _check_watch_liveness(self) -> None:
+        if not self._watches:
+            return
+        limit = max(1.0, 3 * self.bookmark_interval)
+        now = time.monotonic()
+        stale = [w for w in self._watches.values() if not w.closed and now - w.last_heard > limit]
+        if not stale:
+            return
+        try:
+            self._call("ping", {}, retries=self.retries)   # re-hellos a restarted server
+        except APIError:
+            return   # still unreachable: try again on a later poll
+        for w in stale:
+            if w.wid in self._watches and time.monotonic() - w.last_heard > limit:
+                self._resume(w)   # the server dropped it (slow peer): resume
+
+    def _wait_reply(self, rid: int, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while rid not in self._replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            frame = self._conn.recv(remaining)
+            if frame is not None:
+                self._dispatch(frame)
+        return self._replies.pop(rid)
+
+    def _send_frame(self, rid: int, op: str, args: dict[str, Any]) -> None:
+        frame = protocol.encode({"id": rid, "op": op, **args})
+        if len(frame) > self.max_frame_bytes:
+            raise APIError(errors.TOO_LARGE, f"request of {len(frame)} bytes exceeds the maximum "
+                                             f"frame size of {self.max_frame_bytes} bytes")
+        self._conn.send(frame)
+
+    def _reconnect(self, attempt: int) -> None:
+        delay = min(self.backoff_max, self.backoff * (2 ** attempt))
+        time.sleep(random.uniform(delay / 2, delay))   # jitter, as the Lazy Pirate pattern does
+        self._conn.reconnect()
+        self.reconnects += 1
+        self._said_hello = False
+
+    def _hello(self) -> None:
+        rid = next(self._ids)
+        self._outstanding.add(rid)
+        try:
+            self._send_frame(rid, "hello", {"protocol": protocol.PROTOCOL_VERSION,
+                                            "component": self.component, "node": self.node,
+                                            "session": self.session})
+            reply = self._wait_reply(rid, self.timeout)
+        finally:
+            self._outstanding.discard(rid)
+        if reply is None:
+            raise TimeoutError
+        if not reply.get("ok"):
+            raise APIError.from_wire(reply.get("error"))
+        res = reply["result"]
+        self.max_frame_bytes = int(res.get("maxFrameBytes", self.max_frame_bytes))
+        self.bookmark_interval = float(res.get("bookmarkInterval", self.bookmark_interval))
+        self._said_hello = True
+        for w in list(self._watches.values()):
+            self._resume(w)
+
+    def _resume(self, w: Watch) -> None:
+        self._watches.pop(w.wid, None)
+        args = dict(w.args)
+        args["resourceVersion"] = w.resource_version or ""
+        try:
+            self._start_watch(w, args)
+        except APIError as e:
+            w._fail(e)
+
+    def _start_watch(self, w: Watch, args: dict[str, Any]) -> None:
+        res = self._call("watch", args, retries=0)
+        w.wid = res["watch"]
+        w.last_heard = time.monotonic()
+        if not w.resource_version:
+            w.resource_version = res.get("resourceVersion")
+        self._watches[w.wid] = w
+
+    def _call(self, op: str, args: dict[str, Any], retries: int | None = None) -> Any:
+        retries = self.retries if retries is None else retries
+        rid = next(self._ids)
+        self._outstanding.add(rid)
+        try:
+            for attempt in range(retries + 1):
+                try:
+                    if not self._said_hello:
+                        self._hello()
+                    self._send_frame(rid, op, args)
+                    reply = self._wait_reply(rid, self.timeout)
+                    if reply is None:
+                        raise TimeoutError
+                except TimeoutError:
+                    if attempt < retries:
+                        self._reconnect(attempt)
+                    continue
+                if reply.get("ok"):
+                    return reply.get("result")
+                err = APIError.from_wire(reply.get("error"))
+                if any(c.get("field") == "hello" for c in err.causes) and attempt < retries:
+                    self._said_hello = False   # a restarted apiserver: say hello, resume watches
+                    continue
+                raise err
+        finally:
+            self._outstanding.discard(rid)
+            self._replies.pop(rid, None)
+        raise APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.server} "
+                       f"after {retries + 1} attempt(s) of {self.timeout:g}s each: is it running? "
+                       "(check --server or KEMU_SERVER)")
+
+    # -- pipelining ---------------------------------------------------------
+    def send(self, op: str, **args: Any) -> int:
+        """Send a request without waiting; ``wait(id)`` collects its reply. No retries."""
+        if not self._said_hello:
+            self._call("ping", {})
+        rid = next(self._ids)
+        self._outstanding.add(rid)
+        self._send_frame(rid, op, args)
+        return rid
+
+    def wait(self, rid: int, timeout: float | None = None) -> Any:
+        try:
+            reply = self._wait_reply(rid, self.timeout if timeout is None else timeout)
+        finally:
+            self._outstanding.discard(rid)
+        if reply is None:
+            raise APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.server} "
+                                               f"within {self.timeout:g}s")
+        if reply.get("ok"):
+            return reply.get("result")
+        raise APIError.from_wire(reply.get("error"))
+
+    def pipeline(self, requests: Iterable[tuple[str, dict[str, Any]]], window: int = 256) -> list[Any]:
+        """Run requests with up to ``window`` in flight; results (or APIErrors) in order."""
+        out: list[Any] = []
+        inflight: deque[int] = deque()
+        for op, args in requests:
+            inflight.append(self.send(op, **args))
+            if len(inflight) >= window:
+                out.append(self._collect(inflight.popleft()))
+        while inflight:
+            out.append(self._collect(inflight.popleft()))
+        return out
+
+    def _collect(self, rid: int) -> Any:
+        try:
+            return self.wait(rid)
+        except APIError as e:
+            return e
+
+    # -- the API ------------------------------------------------------------
+    def ping(self) -> dict:
+        return self._call("ping", {})
+
+    def discovery(self) -> list[dict]:
+        return self._call("discovery", {})
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
+        return self._call("get", {"kind": kind, "name": name, "namespace": namespace})
+
+    def list(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+             field_selector: str | None = None, limit: int | None = None,
+             continue_: str | None = None) -> dict:
+        return self._call("list", {"kind": kind, "namespace": namespace, "labelSelector": label_selector,
+                                   "fieldSelector": field_selector, "limit": limit,
+                                   "continue": continue_})
+
+    def list_all(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, chunk: int = 500) -> dict:
+        """A whole list, fetched in pages of ``chunk``."""
+        first = self.list(kind, namespace, label_selector, field_selector, chunk)
+        items = list(first["items"])
+        cont = first["metadata"].get("continue")
+        while cont:
+            page = self.list(kind, namespace, label_selector, field_selector, chunk, cont)
+            items.extend(page["items"])
+            cont = page["metadata"].get("continue")
+        first["items"] = items
+        first["metadata"].pop("continue", None)
+        return first
+
+    def create(self, obj: dict, namespace: str | None = None) -> dict:
+        return self._call("create", {"object": obj, "namespace": namespace})
+
+    def update(self, obj: dict, subresource: str | None = None) -> dict:
+        return self._call("update", {"object": obj, "subresource": subresource})
+
+    def update_status(self, obj: dict) -> dict:
+        return self.update(obj, "status")
+
+    def patch(self, kind: str, name: str, patch: Any, namespace: str | None = None,
+              patch_type: str = "merge", subresource: str | None = None) -> dict:
+        return self._call("patch", {"kind": kind, "name": name, "namespace": namespace, "patch": patch,
+                                    "patchType": patch_type, "subresource": subresource})
+
+    def delete(self, kind: str, name: str, namespace: str | None = None,
+               grace_period_seconds: int | None = None, propagation_policy: str | None = None,
+               preconditions: dict | None = None) -> dict:
+        return self._call("delete", {"kind": kind, "name": name, "namespace": namespace,
+                                     "gracePeriodSeconds": grace_period_seconds,
+                                     "propagationPolicy": propagation_policy,
+                                     "preconditions": preconditions})
+
+    def bind(self, name: str, namespace: str, node_name: str) -> dict:
+        """The pods/binding subresource, as the scheduler uses it."""
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": name, "namespace": namespace},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
+        return self._call("create", {"object": binding, "namespace": namespace, "name": name,
+                                     "subresource": "binding"})
+
+    def watch(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+              field_selector: str | None = None, resource_version: str | None = None,
+              bookmarks: bool = False) -> Watch:
+        """Start a watch. Without resource_version, the current objects arrive first as ADDED."""
+        args = {"kind": kind, "namespace": namespace, "labelSelector": label_selector,
+                "fieldSelector": field_selector, "resourceVersion": resource_version or "",
+                "allowWatchBookmarks": True}
+        w = Watch(self, args, bookmarks)
+        self._start_watch(w, args)
+        self._all_watches.append(w)
+        return w

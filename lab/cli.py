@@ -1,0 +1,37 @@
+"""The ``kemu`` entry point: kubectl-style commands plus the process commands.
+
+Contract: kubectl-style commands come from ``emulator.cli.kubectl``; process
+commands (``apiserver``, ``bench``) are added here, because only ``lab`` may
+depend on every layer. Exit codes: 0 success, 1 an error the message
+explains, 2 bad usage (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from control.apiserver import main as apiserver_main
+    from emulator.cli import kubectl
+    from lab.bench import cli as bench_cli
+    parser = argparse.ArgumentParser(prog="kemu", description="kemu: a Kubernetes cluster emulator")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    kubectl.register(sub)
+    apiserver_main.add_parser(sub)
+    bench_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Shared fixtures: a real apiserver in a thread (tcp or mem), and one as a process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def poll_for(predicate: Callable[[], object], timeout: float, interval: float = 0.01,
+             what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ThreadedServer:
+    """An APIServer running its loop in a background thread."""
+
+    def __init__(self, listen: str, data_dir: str | None, **opts: object) -> None:
+        from control.apiserver.server import APIServer
+        self.server = APIServer(listen, data_dir, **opts)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("apiserver thread did not start")
+        if self.error:
+            raise self.error
+        self.address = self.server.address
+
+    def _run(self) -> None:
+        try:
+            self.server.start()
+        except BaseException as e:  # surfaced to the test
+            self.error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.stopping = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def threaded_server(tmp_path: Path) -> Iterator[Callable[..., ThreadedServer]]:
+    started: list[ThreadedServer] = []
+
+    def start(listen: str = "tcp://127.0.0.1:0", data_dir: str | None = None, **opts: object) -> ThreadedServer:
+        s = ThreadedServer(listen, data_dir if data_dir is not None else str(tmp_path / "store"),
+                           **{"fsync": False, "bookmark_interval": 0.5, **opts})
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def apiserver_addr(threaded_server: Callable[..., ThreadedServer]) -> str:
+    """The tcp address of a real apiserver (in a thread) for this test."""
+    return threaded_server().address
+
+
+@pytest.fixture
+def mem_server(threaded_server: Callable[..., ThreadedServer], request: pytest.FixtureRequest) -> ThreadedServer:
+    """An apiserver on the in-process transport."""
+    return threaded_server(f"mem://{request.node.name}-{os.getpid()}-{time.monotonic_ns()}", None)
+
+
+class ServerProcess:
+    """``kemu apiserver`` as a real process."""
+
+    def __init__(self, data_dir: Path, run_dir: Path, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.endpoint = run_dir / "apiserver.endpoint"
+        self.log = run_dir / "apiserver.log"
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        self.address = ""
+
+    def start(self, timeout: float = 20, listen: str = "tcp://127.0.0.1:0") -> str:
+        if self.endpoint.exists():
+            self.endpoint.unlink()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "control.apiserver", "--data-dir", str(self.data_dir),
+             "--listen", listen, "--endpoint-file", str(self.endpoint),
+             "--log-file", str(self.log), "--bookmark-interval", "0.5", *self.extra],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        poll_for(lambda: self.endpoint.exists() or self.proc.poll() is not None, timeout,
+                 what="apiserver endpoint file")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"apiserver exited: {self.proc.stderr.read().decode()}")
+        self.address = self.endpoint.read_text().strip()
+        return self.address
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    made: list[ServerProcess] = []
+
+    def make(*extra: str) -> ServerProcess:
+        run = tmp_path / "run"
+        run.mkdir(exist_ok=True)
+        sp = ServerProcess(tmp_path / "store", run, *extra)
+        made.append(sp)
+        return sp
+
+    yield make
+    for sp in made:
+        sp.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Every test ends with no child processes left behind."""
+    yield
+    me = psutil.Process()
+    def leftovers() -> list[psutil.Process]:
+        return [c for c in me.children(recursive=True) if c.is_running()
+                and c.status() != psutil.STATUS_ZOMBIE]
+    deadline = time.monotonic() + 5
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = leftovers()
+    for c in left:
+        c.kill()
+    assert not left, f"test leaked processes: {[c.pid for c in left]}"

@@ -1,0 +1,102 @@
+"""Informers: list-then-watch, handlers, relist on Expired, and survival of an apiserver restart."""
+from __future__ import annotations
+
+import pytest
+
+from emulator.api.errors import EXPIRED, APIError
+from emulator.client import Client
+from emulator.informer import Informer
+from tests.conftest import poll_for
+from tests.test_apiserver import cm
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    def add(self, o: dict) -> None:
+        self.log.append(("add", o["metadata"]["name"]))
+
+    def update(self, old: dict, new: dict) -> None:
+        self.log.append(("update", new["metadata"]["name"]))
+
+    def delete(self, o: dict) -> None:
+        self.log.append(("delete", o["metadata"]["name"]))
+
+
+def test_list_then_watch_with_handlers(mem_server) -> None:
+    writer, reader = Client(mem_server.address), Client(mem_server.address)
+    try:
+        writer.create(cm("a"))
+        inf = Informer(reader, "ConfigMap", namespace="default")
+        rec = Recorder()
+        inf.add_event_handler(rec.add, rec.update, rec.delete)
+        inf.start()
+        assert inf.has_synced and rec.log == [("add", "a")]
+        writer.create(cm("b"))
+        writer.patch("ConfigMap", "a", {"data": {"x": "1"}}, "default")
+        writer.delete("ConfigMap", "b", "default")
+        poll_for(lambda: inf.run_once(0.05) is not None and len(rec.log) == 4, 5, what="4 handler calls")
+        assert rec.log[1:] == [("add", "b"), ("update", "a"), ("delete", "b")]
+        assert set(k[1] for k in inf.cache) == {"a"}
+        assert inf.get("a", "default")["data"] == {"x": "1"}
+    finally:
+        writer.close(), reader.close()
+
+
+def test_relists_after_the_watch_ends_with_expired(mem_server) -> None:
+    writer, reader = Client(mem_server.address), Client(mem_server.address)
+    try:
+        inf = Informer(reader, "ConfigMap", namespace="default")
+        rec = Recorder()
+        inf.add_event_handler(rec.add, rec.update, rec.delete)
+        writer.create(cm("gone"))
+        inf.start()
+        # The watch falls behind and the server has compacted past it: the client
+        # ends the watch with an ERROR (Expired) event, as it does on a failed resume.
+        for i in range(3):
+            writer.create(cm(f"n{i}"))
+        writer.delete("ConfigMap", "gone", "default")
+        inf.watch._fail(APIError(EXPIRED, "too old resource version"))
+        poll_for(lambda: inf.run_once(0.05) is not None and len(inf.cache) == 3, 5, what="relist")
+        assert ("delete", "gone") in rec.log and inf.relists == 1
+        assert {f"n{i}" for i in range(3)} == {k[1] for k in inf.cache}
+        writer.create(cm("later"))   # and it watches again afterwards
+        poll_for(lambda: inf.run_once(0.05) is not None and inf.get("later", "default"), 5)
+    finally:
+        writer.close(), reader.close()
+
+
+def test_client_resume_of_a_compacted_watch_yields_expired(threaded_server) -> None:
+    srv = threaded_server("mem://resume-expired", None, history_size=3)
+    c = Client(srv.address)
+    try:
+        w = c.watch("ConfigMap", "default")
+        for i in range(6):
+            c.create(cm(f"x{i}"))
+        w.resource_version = "1"   # as if the watch had been lost early on
+        c._resume(w)
+        events = list(w)   # ends when the watch closes
+        assert events[-1]["type"] == "ERROR" and events[-1]["object"]["reason"] == EXPIRED
+        assert w.closed
+    finally:
+        c.close()
+
+
+def test_informer_survives_apiserver_restart(server_process) -> None:
+    sp = server_process()
+    addr = sp.start()
+    writer = Client(addr, timeout=2, retries=10)
+    reader = Client(addr, timeout=2, retries=10)
+    try:
+        writer.create(cm("a"))
+        inf = Informer(reader, "ConfigMap", namespace="default")
+        inf.start()
+        sp.kill()
+        sp.start(listen=addr)   # same data directory, same address
+        writer.create(cm("b"))
+        poll_for(lambda: inf.run_once(0.05) is not None and inf.get("b", "default"), 20,
+                 what="the informer to see a write made after the restart")
+        assert inf.get("a", "default")
+    finally:
+        writer.close(), reader.close()
