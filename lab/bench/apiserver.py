@@ -1,0 +1,162 @@
+"""``kemu bench apiserver``: echo limit vs. real apiserver creates, updates and gets.
+
+Method: one run measures, side by side on the same machine,
+1. the raw limit: a ZeroMQ ROUTER process that echoes each frame back to one
+   pipelined DEALER client (frames are msgpack requests of the same size);
+2. a real ``kemu apiserver`` process with its WAL fsynced (group commit),
+   driven by ``--clients`` pipelined client processes (window ``--window``):
+   small ConfigMap creates, then updates of them, then gets.
+Rates are operations per second summed over clients; ratios are rate / echo.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import msgpack
+
+from lab.bench.common import ApiserverProcess, run_workers
+
+
+def _echo_server(address_file: str, seconds: float) -> None:
+    import zmq
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    with open(address_file + ".tmp", "w") as f:
+        f.write(f"tcp://127.0.0.1:{port}")
+    os.replace(address_file + ".tmp", address_file)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if s.poll(100):
+            while True:
+                try:
+                    s.send_multipart(s.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+    s.close(0)
+    ctx.term()
+
+
+def _echo_client(address: str, seconds: float, window: int) -> dict[str, Any]:
+    import zmq
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(address)
+    frame = msgpack.packb({"id": 1, "op": "create", "object": _configmap(0, 0)})
+    inflight = 0
+    n = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while True:
+        now = time.monotonic()
+        while inflight < window and now < end:
+            s.send(frame)
+            inflight += 1
+        if inflight == 0:
+            break
+        msgpack.unpackb(s.recv())
+        inflight -= 1
+        n += 1
+    elapsed = time.monotonic() - t0
+    s.close(0)
+    ctx.term()
+    return {"ops": n, "seconds": elapsed}
+
+
+def _configmap(worker: int, i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"cm-{worker}-{i}", "namespace": "default", "labels": {"bench": "x"}},
+            "data": {"key": "value"}}
+
+
+def _api_client(worker: int, address: str, phase: str, seconds: float, window: int,
+                count: int) -> dict[str, Any]:
+    from emulator.client import Client
+    c = Client(address, component="bench", timeout=30)
+    c.ping()
+    n = errors = 0
+    inflight: list[int] = []
+    t0 = time.monotonic()
+    end = t0 + seconds
+    i = 0
+    import collections
+    q: collections.deque[int] = collections.deque()
+    while True:
+        now = time.monotonic()
+        while len(q) < window and now < end and (phase == "create" or count):
+            if phase == "create":
+                rid = c.send("create", object=_configmap(worker, i), namespace="default")
+            elif phase == "update":
+                cm = _configmap(worker, i % count)
+                cm["data"]["key"] = f"v{i}"
+                rid = c.send("update", object=cm)
+            else:
+                rid = c.send("get", kind="ConfigMap", name=f"cm-{worker}-{i % count}", namespace="default")
+            q.append(rid)
+            i += 1
+        if not q:
+            break
+        try:
+            c.wait(q.popleft())
+            n += 1
+        except Exception:
+            errors += 1
+    elapsed = time.monotonic() - t0
+    c.close()
+    del inflight
+    return {"ops": n, "errors": errors, "seconds": elapsed, "created": i if phase == "create" else count}
+
+
+def run(seconds: float = 3.0, clients: int = 2, window: int = 128, fsync: bool = True) -> dict[str, Any]:
+    import tempfile
+    out: dict[str, Any] = {"benchmark": "apiserver", "seconds_per_phase": seconds, "clients": clients,
+                           "window": window, "fsync": fsync, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        addr_file = os.path.join(tmp, "echo")
+
+        def echo_srv(_i: int) -> None:
+            _echo_server(addr_file, seconds + 10)
+
+        import multiprocessing as mp
+        srv = mp.get_context("fork").Process(target=echo_srv, args=(0,), daemon=True)
+        srv.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(addr_file) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            address = open(addr_file).read()
+            r = run_workers(1, lambda i, a: _echo_client(a, seconds, window), (address,), seconds + 30)[0]
+            out["echo_ops_per_s"] = round(r["ops"] / r["seconds"])
+        finally:
+            srv.kill()
+            srv.join(5)
+    api = ApiserverProcess(None, *([] if fsync else ["--no-fsync"]))
+    try:
+        api.start()
+        per_phase: dict[str, Any] = {}
+        created = 0
+        for phase in ("create", "update", "get"):
+            res = run_workers(clients, _api_client, (api.address, phase, seconds, window, created),
+                              seconds + 60)
+            rate = sum(r["ops"] / r["seconds"] for r in res)
+            per_phase[phase] = {"ops_per_s": round(rate), "errors": sum(r["errors"] for r in res)}
+            if phase == "create":
+                created = min(r["created"] for r in res)
+        out["phases"] = per_phase
+    finally:
+        api.cleanup()
+    echo = out["echo_ops_per_s"]
+    out["ratios"] = {k: round(v["ops_per_s"] / echo, 3) for k, v in out["phases"].items()}
+    out["targets"] = {"create": 0.5, "update": 0.5, "get": 0.7}
+    out["meets_targets"] = all(out["ratios"][k] >= t for k, t in out["targets"].items())
+    return out
+
+
+def main(args: Any) -> int:
+    print(json.dumps(run(args.seconds, args.clients, args.window, not args.no_fsync), indent=2))
+    return 0

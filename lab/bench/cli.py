@@ -1,0 +1,39 @@
+"""``kemu bench NAME``: the benchmark commands. Each prints JSON on stdout."""
+from __future__ import annotations
+
+import argparse
+
+
+def _positive(kind: type) -> object:
+    def parse(s: str) -> object:
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s!r}")
+        return v
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run a benchmark; prints JSON")
+    bsub = p.add_subparsers(dest="bench", metavar="BENCHMARK")
+    bsub.required = True
+    a = bsub.add_parser("apiserver", help="echo limit vs. creates, updates and gets")
+    a.add_argument("--seconds", type=_positive(float), default=3.0)
+    a.add_argument("--clients", type=_positive(int), default=2)
+    a.add_argument("--window", type=_positive(int), default=128)
+    a.add_argument("--no-fsync", action="store_true")
+    a.set_defaults(func=lambda args: __import__("lab.bench.apiserver", fromlist=["main"]).main(args))
+    w = bsub.add_parser("watch", help="watch fan-out latency to node-scoped watchers")
+    w.add_argument("--watchers", type=_positive(int), default=1000)
+    w.add_argument("--rate", type=_positive(float), default=1000.0)
+    w.add_argument("--seconds", type=_positive(float), default=5.0)
+    w.add_argument("--procs", type=_positive(int), default=2)
+    w.set_defaults(func=lambda args: __import__("lab.bench.watch", fromlist=["main"]).main(args))
+    r = bsub.add_parser("restart", help="restart time with many objects")
+    r.add_argument("--objects", type=_positive(int), default=100_000)
+    r.add_argument("--clients", type=_positive(int), default=2)
+    r.add_argument("--snapshot-every", type=_positive(int), default=200_000)
+    r.set_defaults(func=lambda args: __import__("lab.bench.restart", fromlist=["main"]).main(args))
