@@ -11,12 +11,11 @@ Contract
   record (one record per revision); ``append`` raises ``ValueError`` otherwise.
 * A failed write/fsync poisons the WAL (``WALFailedError`` from then on): the
   page cache state is unknowable, so the process must restart and recover.
-* ``snapshot(rev, objects)`` commits pending records, writes the snapshot
-  crash-safely (tmp, fsync, rename, fsync dir; see ``snapshot.py``), starts a
-  new segment, then deletes files no longer needed.  The newest
-  ``keep_snapshots`` (default 2) snapshots are kept together with every
-  segment needed to replay from the oldest of them, so a corrupt newest
-  snapshot can fall back to the previous one.  With ``keep_snapshots=1`` a
+* ``snapshot(rev, objects)`` commits, writes the snapshot crash-safely (see
+  ``snapshot.py``), starts a new segment, then deletes obsolete files: the
+  newest ``keep_snapshots`` (default 2) snapshots stay, with every segment
+  needed to replay from the oldest of them, so a corrupt newest snapshot can
+  fall back to the previous one.  With ``keep_snapshots=1`` a
   corrupt snapshot makes ``recover()`` raise ``CorruptLogError`` (the WAL
   before it is gone) rather than return a state with missing revisions.
 * ``fsync=False`` keeps the format and ordering but only survives process
@@ -36,8 +35,7 @@ A commit whose segment has reached ``segment_bytes`` first starts a new one.
 Recovery rules
 --------------
 1. ``*.tmp`` files are deleted.  The newest snapshot that validates is loaded;
-   corrupt ones are renamed ``*.corrupt`` and listed in
-   ``Recovery.corrupt_snapshots``.  No valid snapshot means rev 0 and no objects.
+   corrupt ones are renamed ``*.corrupt`` (see ``Recovery.corrupt_snapshots``).
 2. Replay starts at the last segment whose R <= snapshot rev + 1 and goes
    through all later segments; records with rev <= snapshot rev are skipped.
    A missing revision range (a segment whose R is not the previous rev + 1,
@@ -45,11 +43,10 @@ Recovery rules
 3. A bad frame (short header, length past EOF, length 0, CRC mismatch) in the
    *last* segment is a torn tail if no valid frame starts anywhere after it:
    the segment is truncated there and ``torn_bytes_dropped`` reports the loss.
-   (A last segment whose header itself is torn is deleted.)  A bad frame
-   followed by a valid one, or any bad frame in an earlier (sealed) segment,
-   is corruption: ``CorruptLogError`` names the file and offset, nothing is
-   dropped.  A valid frame that fails to decode, or non-increasing revs, are
-   corruption as well.
+   (A last segment with a torn header is deleted.)  A bad frame followed by a
+   valid one, a bad frame in an earlier (sealed) segment, an undecodable
+   record or non-increasing revs are corruption: ``CorruptLogError`` names the
+   file and offset, and nothing is dropped.
 4. The cyclic GC is paused while recovering (about 3x faster for 100k objects).
 """
 
@@ -87,9 +84,7 @@ class CorruptLogError(StorageError):
 
     def __init__(self, path: str | os.PathLike, offset: int, reason: str) -> None:
         super().__init__(f"{path}: offset {offset}: {reason}")
-        self.path = str(path)
-        self.offset = offset
-        self.reason = reason
+        self.path, self.offset, self.reason = str(path), offset, reason
 
 
 class WALFailedError(StorageError):
@@ -193,10 +188,6 @@ class WriteAheadLog:
         """Number of buffered, uncommitted records."""
         return self._pending
 
-    @property
-    def current_segment(self) -> Path:
-        return self.data_dir / segment_name(self._seg_first)
-
     def _check_usable(self) -> None:
         if self._failed is not None:
             raise WALFailedError(f"WAL unusable after an I/O error: {self._failed!r}")
@@ -231,8 +222,7 @@ class WriteAheadLog:
         for i, (first, path) in enumerate(needed):
             is_last = i == len(needed) - 1
             if i > 0 and seen != first - 1:
-                raise CorruptLogError(path, 0, f"segment starts at rev {first} but the previous "
-                                      f"records end at rev {seen}")
+                raise CorruptLogError(path, 0, f"starts at rev {first}, previous records end at {seen}")
             view = memoryview(path.read_bytes())
             if view[:SEG_HEADER_SIZE] != _segment_header(first):
                 if not is_last or _find_valid_frame(view, 0) is not None:
@@ -247,8 +237,7 @@ class WriteAheadLog:
                     raise CorruptLogError(path, good_end, "bad record in a sealed segment")
                 later = _find_valid_frame(view, good_end + 1)
                 if later is not None:
-                    raise CorruptLogError(path, good_end, f"bad record followed by a valid one at "
-                                          f"offset {later} (mid-log corruption, not a torn tail)")
+                    raise CorruptLogError(path, good_end, f"bad record, yet a valid one follows at {later}")
                 torn += len(view) - good_end
             last_good_end = good_end
             prev = first - 1
@@ -290,24 +279,16 @@ class WriteAheadLog:
 
     def append(self, record: dict) -> None:
         """Buffer one record; O(1), no syscall.  Durable only after commit()."""
-        rev = record["rev"]
-        if type(rev) is not int or rev <= self._last_rev:
-            raise ValueError(f"record rev {rev!r} must be an int > {self._last_rev}")
         if record["op"] not in _OPS or "key" not in record:
             raise ValueError(f"bad record op/key: {record.get('op')!r}")
-        payload = self._pack(record)
-        n = len(payload)
-        if n > MAX_RECORD_BYTES:
-            raise ValueError(f"record of {n} bytes exceeds {MAX_RECORD_BYTES}")
-        self._buf.append(_FRAME.pack(n, zlib.crc32(payload)))
-        self._buf.append(payload)
-        self._last_rev = rev
-        self._pending += 1
+        self.append_packed(record["rev"], self._pack(record))
 
     def append_packed(self, rev: int, payload: bytes) -> None:
         """Buffer one record that the caller already packed (a msgpack map of the
-        record's fields). Lets the store pack each object once per write."""
-        if rev <= self._last_rev:
+        record's fields, ``rev`` equal to the argument; not validated here: a bad
+        payload makes recovery raise CorruptLogError). Lets the store pack each
+        object once per write."""
+        if type(rev) is not int or rev <= self._last_rev:
             raise ValueError(f"record rev {rev!r} must be an int > {self._last_rev}")
         n = len(payload)
         if n > MAX_RECORD_BYTES:
@@ -359,7 +340,7 @@ class WriteAheadLog:
             return
         path = self.data_dir / segment_name(first)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        old, self._fd, self._seg_first = self._fd, fd, first
+        old, self._fd, self._seg_first, self._seg_size = self._fd, fd, first, 0
         if old is not None:
             os.close(old)
         write_all(fd, _segment_header(first))  # a torn header is handled by recovery

@@ -20,6 +20,7 @@ This module must not import the registry at runtime (kinds import it).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import TYPE_CHECKING, Any, Iterable
@@ -146,6 +147,23 @@ def is_config_key(value: str) -> list[str]:
     elif value.startswith(".."):
         errs.append("must not start with '..'")
     return errs
+
+
+# Label keys and values, and data keys, repeat across objects (app=web on every
+# replica): remember the verdicts. Cached results are tuples, so no caller can
+# change them; the public functions keep returning fresh lists.
+def _memo(fn):  # type: ignore[no-untyped-def]
+    cached = functools.lru_cache(maxsize=65536)(lambda v: tuple(fn(v)))
+
+    @functools.wraps(fn)
+    def wrapper(value: str) -> list[str]:
+        return list(cached(value)) if isinstance(value, str) else fn(value)
+    return wrapper
+
+
+is_qualified_name = _memo(is_qualified_name)
+is_label_value = _memo(is_label_value)
+is_config_key = _memo(is_config_key)
 
 
 def is_int(v: Any) -> bool:
