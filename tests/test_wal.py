@@ -136,6 +136,20 @@ def test_append_validates_records(tmp_path: Path) -> None:
     wal.close()
 
 
+def test_append_packed_round_trip(tmp_path: Path) -> None:
+    """The store may pack records itself; they replay like append()ed ones."""
+    wal, _ = reopen(tmp_path)
+    wal.append_packed(1, msgpack.packb({"rev": 1, "op": "put", "key": key(1), "obj": obj(1, 1)}))
+    wal.append({"rev": 2, "op": "put", "key": key(2), "obj": obj(2, 2)})
+    with pytest.raises(ValueError):
+        wal.append_packed(2, b"\x80")
+    wal.commit()
+    wal.close()
+    wal, rec = reopen(tmp_path)
+    assert rec.objects == {key(1): obj(1, 1), key(2): obj(2, 2)}
+    wal.close()
+
+
 def test_directory_lock(tmp_path: Path) -> None:
     wal, _ = reopen(tmp_path)
     with pytest.raises(StorageError, match="locked"):

@@ -80,8 +80,18 @@ class Store:
         if self.wal is None:
             return {"rev": 0, "objects": 0}
         r = self.wal.recover()
-        for key, obj in r.objects.items():
-            self._index_put(tuple(key), obj, None)
+        for (kind, namespace, name), obj in r.objects.items():   # bulk load: sort keys once
+            idx = self.kinds.get(kind)
+            if idx is None:
+                idx = self.kinds[kind] = KindIndex()
+            idx.objects[(namespace, name)] = obj
+            if kind == "Pod":
+                node = (obj.get("spec") or {}).get("nodeName")
+                if node:
+                    self.by_node.setdefault(node, set()).add((namespace, name))
+        for idx in self.kinds.values():
+            idx.sorted_keys = sorted(idx.objects)
+            self.count += len(idx.objects)
         self.rev = r.rev
         self.compacted = r.rev
         return {"rev": r.rev, "objects": len(r.objects), "records_replayed": r.records_replayed,
