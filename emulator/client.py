@@ -29,9 +29,15 @@ import uuid
 from collections import deque
 from typing import Any, Iterable, Iterator
 
+import msgpack
+
 from emulator import protocol, transport
 from emulator.api import errors
 from emulator.api.errors import APIError
+
+
+def _unpack(frame: bytes) -> object:
+    return msgpack.unpackb(frame, raw=False, strict_map_key=False)
 
 
 class Watch:
@@ -136,9 +142,11 @@ class Client:
 
     def _dispatch(self, frame: bytes) -> None:
         try:
-            msg = protocol.decode(frame, 1 << 30)
-        except APIError:
+            msg = _unpack(frame)
+        except Exception:
             return   # a garbled reply is treated as lost: the request times out and retries
+        if msg.__class__ is not dict:
+            return
         if "watch" in msg and "type" in msg:
             w = self._watches.get(msg["watch"])
             if w is not None:

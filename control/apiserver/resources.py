@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import random
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -42,6 +42,12 @@ from emulator.api.selectors import parse_field_selector, parse_label_selector
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+def new_uid() -> str:
+    """A random (version 4) UUID string; 2.5x cheaper than str(uuid.uuid4())."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 _last_stamp: tuple[int, str] = (-1, "")
 
 
@@ -170,7 +176,7 @@ class Resources:
                                f"to create new content in namespace {ns} because it is being terminated")
         if self.store.get(rt.kind, ns, md["name"]) is not None:
             raise errors.already_exists(rt.resource, md["name"])
-        md["uid"] = str(uuid.uuid4())
+        md["uid"] = new_uid()
         md["creationTimestamp"] = rfc3339(self.clock())
         if rt.has_generation:
             md["generation"] = 1

@@ -61,8 +61,9 @@ class APIServer:
     def __init__(self, listen: str, data_dir: str | None, *, fsync: bool = True,
                  max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
                  bookmark_interval: float = 5.0, snapshot_every: int = 200_000,
-                 history_size: int = 50_000, clock: Callable[[], float] = time.time) -> None:
+                 history_size: int = 50_000, max_batch: int = 128, clock: Callable[[], float] = time.time) -> None:
         self.listen_address = listen
+        self.max_batch = max_batch
         self.max_frame_bytes = max_frame_bytes
         self.bookmark_interval = bookmark_interval
         self.snapshot_every = snapshot_every
@@ -131,7 +132,7 @@ class APIServer:
     # -- the loop -----------------------------------------------------------
     def step(self, timeout: float) -> int:
         """One loop turn: handle a batch, commit, reply, fan out. Returns frames handled."""
-        batch = self.transport.recv_batch(timeout)
+        batch = self.transport.recv_batch(timeout, self.max_batch)
         replies: list[tuple[bytes, bytes]] = []
         for peer, frame in batch:
             reply = self._handle_frame(peer, frame)

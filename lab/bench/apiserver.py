@@ -146,11 +146,18 @@ def run(seconds: float = 3.0, clients: int = 2, window: int = 128, fsync: bool =
         api.start()
         per_phase: dict[str, Any] = {}
         created = 0
+        import psutil
+        server = psutil.Process(api.proc.pid)
         for phase in ("create", "update", "get"):
+            cpu0, t0 = sum(server.cpu_times()[:2]), time.monotonic()
             res = run_workers(clients, _api_client, (api.address, phase, seconds, window, created),
                               seconds + 60)
+            cpu, wall = sum(server.cpu_times()[:2]) - cpu0, time.monotonic() - t0
             rate = sum(r["ops"] / r["seconds"] for r in res)
-            per_phase[phase] = {"ops_per_s": round(rate), "errors": sum(r["errors"] for r in res)}
+            ops = sum(r["ops"] for r in res)
+            per_phase[phase] = {"ops_per_s": round(rate), "errors": sum(r["errors"] for r in res),
+                                "server_cpu_us_per_op": round(cpu / max(ops, 1) * 1e6, 1),
+                                "server_cpu_busy": round(cpu / wall, 2)}
             if phase == "create":
                 created = min(r["created"] for r in res)
         out["phases"] = per_phase
