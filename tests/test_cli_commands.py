@@ -506,3 +506,18 @@ def test_describe_and_get_node(kemu, api: Client) -> None:
                     "Kubelet Version:", "Events:"):
         assert section in r.out, section
     assert "KubeletReady" in r.out and "  cpu:     4" in r.out
+
+
+def test_flags_may_sit_between_positionals(apiserver_addr: str) -> None:
+    """kubectl accepts `label pod web -n demo tier=frontend`; so must we."""
+    import io
+    from emulator.cli.kubectl import run as krun
+    out, err = io.StringIO(), io.StringIO()
+    assert krun(["create", "namespace", "demo", "--server", apiserver_addr], out, err) == 0
+    assert krun(["create", "configmap", "c", "-n", "demo", "--server", apiserver_addr], out, err) == 0
+    rc = krun(["label", "configmap", "c", "-n", "demo", "tier=frontend", "--server", apiserver_addr], out, err)
+    assert rc == 0, err.getvalue()
+    out = io.StringIO()
+    assert krun(["get", "cm", "-n", "demo", "-l", "tier=frontend", "-o", "name", "--server",
+                 apiserver_addr], out, err) == 0
+    assert out.getvalue().strip() == "configmap/c"

@@ -40,6 +40,24 @@ def build_parser(prog: str = "kemu") -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse like kubectl: flags may come before, between or after positionals
+    (``label pod web -n demo tier=frontend``).
+
+    argparse alone stops a ``nargs='+'`` positional at the first flag, so the
+    chosen command's own parser parses intermixed; commands with their own
+    sub-commands (``create configmap``) parse normally.
+    """
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is not None and argv and argv[0] in sub.choices:
+        cmd = sub.choices[argv[0]]
+        if not any(isinstance(a, argparse._SubParsersAction) for a in cmd._actions):
+            args = cmd.parse_intermixed_args(argv[1:])
+            setattr(args, sub.dest or "command", argv[0])
+            return args
+    return parser.parse_args(argv)
+
+
 def run(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
         client_factory: Callable[[str, float | None], Any] | None = None,
         registry: Any = None, stdin: TextIO | None = None) -> int:
@@ -47,7 +65,7 @@ def run(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
     parser = build_parser()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            args = parser.parse_args(argv)
+            args = parse_args(parser, argv)
     except SystemExit as e:   # argparse: --help (0) or a usage error (2)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if client_factory is not None:
