@@ -247,6 +247,7 @@ class Client:
 
     def _call(self, op: str, args: dict[str, Any], retries: int | None = None) -> Any:
         retries = self.retries if retries is None else retries
+        last: Exception | None = None
         rid = next(self._ids)
         self._outstanding.add(rid)
         try:
@@ -258,7 +259,8 @@ class Client:
                     reply = self._wait_reply(rid, self.timeout)
                     if reply is None:
                         raise TimeoutError
-                except TimeoutError:
+                except (TimeoutError, ConnectionError) as e:
+                    last = e
                     if attempt < retries:
                         self._reconnect(attempt)
                     continue
@@ -272,9 +274,9 @@ class Client:
         finally:
             self._outstanding.discard(rid)
             self._replies.pop(rid, None)
-        raise APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.server} "
-                       f"after {retries + 1} attempt(s) of {self.timeout:g}s each: is it running? "
-                       "(check --server or KEMU_SERVER)")
+        what = ("cannot connect to" if isinstance(last, ConnectionError) else "no reply from")
+        raise APIError(errors.UNAVAILABLE, f"{what} the apiserver at {self.server} after "
+                       f"{retries + 1} attempt(s): is it running? (check --server or KEMU_SERVER)")
 
     # -- pipelining ---------------------------------------------------------
     def send(self, op: str, **args: Any) -> int:
@@ -283,7 +285,11 @@ class Client:
             self._call("ping", {})
         rid = next(self._ids)
         self._outstanding.add(rid)
-        self._send_frame(rid, op, args)
+        try:
+            self._send_frame(rid, op, args)
+        except ConnectionError as e:
+            self._outstanding.discard(rid)
+            raise APIError(errors.UNAVAILABLE, f"cannot connect to the apiserver at {self.server}: {e}")
         return rid
 
     def wait(self, rid: int, timeout: float | None = None) -> Any:

@@ -73,3 +73,14 @@ def test_bad_addresses_are_explained() -> None:
     assert "tcp://, ipc:// or mem://" in transport.check_address("http://x")
     assert "tcp://HOST:PORT" in transport.check_address("tcp://127.0.0.1")
     assert transport.check_address("tcp://127.0.0.1:6443") is None
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "mem://nobody-listens"])
+def test_send_with_no_server_fails_fast(address: str) -> None:
+    c = transport.connect(address)
+    try:
+        with pytest.raises(ConnectionError) as e:
+            c.send(b"hello?")
+        assert address in str(e.value)
+    finally:
+        c.close()

@@ -12,6 +12,8 @@ to ``emulator.protocol``.
   real components in one process. Same semantics: per-peer ordering, a
   ``send`` to a vanished peer returns False.
 
+``ClientTransport.send`` raises ConnectionError when no server is there
+(fast, instead of queueing frames for a server that may never come).
 ``ServerTransport.send`` never blocks: it returns False when the peer is gone
 or its queue is full; the caller decides what that means (a watch is closed).
 """

@@ -64,8 +64,8 @@ class MemConnection:
 
     def send(self, frame: bytes) -> None:
         listener = _listeners.get(self.address)
-        if listener is None:
-            return  # like a DEALER with no peer: the frame is lost, the caller times out
+        if listener is None:   # as the ZeroMQ backend: no server, no queueing
+            raise ConnectionError(f"no connection to {self.address}: nothing listens there")
         listener.peers[self.identity] = self
         listener.inbox.put((self.identity, frame))
 

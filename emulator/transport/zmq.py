@@ -85,8 +85,13 @@ class ZmqListener:
 
 
 class ZmqConnection:
-    def __init__(self, address: str) -> None:
+    """A DEALER with ``IMMEDIATE`` set: frames queue only on an established
+    connection, so a send to a server that is not there fails fast with
+    ConnectionError (after ``connect_timeout``) instead of vanishing."""
+
+    def __init__(self, address: str, connect_timeout: float = 1.0) -> None:
         self.address = address
+        self.connect_timeout = connect_timeout
         self.sock: zmq.Socket | None = None
         self._open()
 
@@ -96,16 +101,24 @@ class ZmqConnection:
         s.setsockopt(zmq.SNDHWM, HWM)
         s.setsockopt(zmq.RCVHWM, HWM)
         s.setsockopt(zmq.IDENTITY, os.urandom(8))
-        # Do not queue requests for a peer that is not connected yet: fail fast
-        # on the first send only if ZMQ cannot queue; otherwise reconnects are ZMQ's.
+        s.setsockopt(zmq.IMMEDIATE, 1)
         s.setsockopt(zmq.RECONNECT_IVL, 50)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         s.connect(self.address)
         self.sock = s
 
     def send(self, frame: bytes) -> None:
-        assert self.sock is not None
-        self.sock.send(frame, copy=len(frame) < 65536)
+        sock = self.sock
+        assert sock is not None
+        copy = len(frame) < 65536
+        try:
+            sock.send(frame, zmq.NOBLOCK, copy=copy)
+            return
+        except zmq.Again:   # not connected (yet), or the queue is full: wait a little
+            pass
+        if not sock.poll(int(self.connect_timeout * 1000), zmq.POLLOUT):
+            raise ConnectionError(f"no connection to {self.address} within {self.connect_timeout:g}s")
+        sock.send(frame, zmq.NOBLOCK, copy=copy)
 
     def recv(self, timeout: float) -> bytes | None:
         sock = self.sock
