@@ -89,6 +89,8 @@ class Watch:
                 yield ev
 
     def stop(self) -> None:
+        if self in self.client._all_watches:
+            self.client._all_watches.remove(self)
         if self.closed:
             return
         self.closed = True

@@ -121,7 +121,7 @@ class Informer:
     # -- internals ----------------------------------------------------------
     def _relist(self) -> None:
         if self.watch is not None:
-            self.watch.stop() if not self.watch.closed else None
+            self.watch.stop()
             self.watch = None
         lst = self.client.list_all(self.kind, self.namespace, self.label_selector,
                                    self.field_selector, self.page_size)
@@ -158,8 +158,8 @@ class Informer:
         key = object_key(obj)
         self.resource_version = obj["metadata"].get("resourceVersion", self.resource_version)
         if typ == "DELETED":
-            prev = self.cache.pop(key, None)
-            self._fire(2, obj if prev is None else obj)
+            self.cache.pop(key, None)
+            self._fire(2, obj)
             return
         prev = self.cache.get(key)
         self.cache[key] = obj
