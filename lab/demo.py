@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lab.bench.common import ApiserverProcess
+from lab.processes import ApiserverProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def kemu(server: str, *args: str) -> int:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kemu-demo-") as tmp:
-        api = ApiserverProcess(os.path.join(tmp, "store"))
+        api = ApiserverProcess(os.path.join(tmp, "store"), os.path.join(tmp, "run"))
         try:
             seconds = api.start()
             print(f"apiserver serving at {api.address} (started in {seconds:.2f}s)\n", flush=True)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +10,8 @@ from typing import Callable, Iterator
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from lab.processes import ApiserverProcess
+
 
 
 def poll_for(predicate: Callable[[], object], timeout: float, interval: float = 0.01,
@@ -86,45 +85,15 @@ def mem_server(threaded_server: Callable[..., ThreadedServer], request: pytest.F
     return threaded_server(f"mem://{request.node.name}-{os.getpid()}-{time.monotonic_ns()}", None)
 
 
-class ServerProcess:
-    """``kemu apiserver`` as a real process."""
+class ServerProcess(ApiserverProcess):
+    """``kemu apiserver`` as a real process, with short bookmarks for tests."""
 
     def __init__(self, data_dir: Path, run_dir: Path, *extra: str) -> None:
-        self.data_dir = data_dir
-        self.endpoint = run_dir / "apiserver.endpoint"
-        self.log = run_dir / "apiserver.log"
-        self.extra = extra
-        self.proc: subprocess.Popen | None = None
-        self.address = ""
+        super().__init__(data_dir, run_dir, "--bookmark-interval", "0.5", *extra)
 
-    def start(self, timeout: float = 20, listen: str = "tcp://127.0.0.1:0") -> str:
-        if self.endpoint.exists():
-            self.endpoint.unlink()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control.apiserver", "--data-dir", str(self.data_dir),
-             "--listen", listen, "--endpoint-file", str(self.endpoint),
-             "--log-file", str(self.log), "--bookmark-interval", "0.5", *self.extra],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        poll_for(lambda: self.endpoint.exists() or self.proc.poll() is not None, timeout,
-                 what="apiserver endpoint file")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"apiserver exited: {self.proc.stderr.read().decode()}")
-        self.address = self.endpoint.read_text().strip()
+    def start(self, timeout: float = 20, listen: str = "tcp://127.0.0.1:0") -> str:  # type: ignore[override]
+        super().start(timeout, listen)
         return self.address
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture

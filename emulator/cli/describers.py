@@ -191,13 +191,19 @@ def _go_value(v: Any) -> str:
     return str(v)
 
 
-def describe_generic(obj: dict, events: list[dict] | None, extra: dict) -> str:
+def _header(obj: dict) -> tuple[Writer, dict]:
+    """The lines every namespaced describer starts with: Name, Namespace, Labels, Annotations."""
     w = Writer()
     md = _md(obj)
     w.line(0, f"Name:\t{md.get('name', '')}")
     w.line(0, f"Namespace:\t{md.get('namespace', '')}")
     labels_block(w, "Labels", md.get("labels"))
     annotations_block(w, "Annotations", md.get("annotations"))
+    return w, md
+
+
+def describe_generic(obj: dict, events: list[dict] | None, extra: dict) -> str:
+    w, md = _header(obj)
     _unstructured(w, 0, obj, "", {".metadata.managedFields", ".metadata.name",
                                   ".metadata.namespace", ".metadata.labels",
                                   ".metadata.annotations"})
@@ -209,12 +215,7 @@ def describe_generic(obj: dict, events: list[dict] | None, extra: dict) -> str:
 # -- simple kinds ------------------------------------------------------------
 
 def describe_configmap(obj: dict, events: list[dict] | None, extra: dict) -> str:
-    w = Writer()
-    md = _md(obj)
-    w.line(0, f"Name:\t{md.get('name', '')}")
-    w.line(0, f"Namespace:\t{md.get('namespace', '')}")
-    labels_block(w, "Labels", md.get("labels"))
-    annotations_block(w, "Annotations", md.get("annotations"))
+    w, md = _header(obj)
     w.write(0, "\nData\n====\n")
     for k, v in sorted((obj.get("data") or {}).items()):
         w.write(0, f"{k}:\n----\n")
@@ -234,12 +235,7 @@ def describe_configmap(obj: dict, events: list[dict] | None, extra: dict) -> str
 
 
 def describe_secret(obj: dict, events: list[dict] | None, extra: dict) -> str:
-    w = Writer()
-    md = _md(obj)
-    w.line(0, f"Name:\t{md.get('name', '')}")
-    w.line(0, f"Namespace:\t{md.get('namespace', '')}")
-    labels_block(w, "Labels", md.get("labels"))
-    annotations_block(w, "Annotations", md.get("annotations"))
+    w, md = _header(obj)
     w.write(0, f"\nType:\t{obj.get('type', '')}\n")
     w.write(0, "\nData\n====\n")
     for k, v in sorted((obj.get("data") or {}).items()):

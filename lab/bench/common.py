@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Any, Callable
+
+from lab.processes import ApiserverProcess as BaseApiserverProcess
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -25,48 +22,12 @@ def percentile(values: list[float], p: float) -> float:
     return s[k]
 
 
-class ApiserverProcess:
-    """``kemu apiserver`` on a free loopback port, with its own data directory."""
+class ApiserverProcess(BaseApiserverProcess):
+    """An apiserver in its own temporary directory, removed by ``cleanup``."""
 
     def __init__(self, data_dir: str | None = None, *extra: str) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="kemu-bench-")
-        self.data_dir = data_dir or os.path.join(self.tmp.name, "store")
-        self.endpoint = Path(self.tmp.name) / "apiserver.endpoint"
-        self.log = Path(self.tmp.name) / "apiserver.log"
-        self.extra = extra
-        self.proc: subprocess.Popen | None = None
-        self.address = ""
-
-    def start(self, timeout: float = 60.0) -> float:
-        """Start it and wait until it serves; returns the seconds that took."""
-        if self.endpoint.exists():
-            self.endpoint.unlink()
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "control.apiserver", "--data-dir", self.data_dir,
-             "--listen", "tcp://127.0.0.1:0", "--endpoint-file", str(self.endpoint),
-             "--log-file", str(self.log), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = t0 + timeout
-        while not self.endpoint.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"apiserver did not start; see {self.log}")
-            time.sleep(0.005)
-        self.address = self.endpoint.read_text().strip()
-        return time.monotonic() - t0
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(data_dir or os.path.join(self.tmp.name, "store"), self.tmp.name, *extra)
 
     def cleanup(self) -> None:
         self.stop()
