@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
         return 1
     configure("apiserver", path=args.log_file, level=args.log_level)
-    server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,
-                       max_frame_bytes=args.max_frame_bytes, bookmark_interval=args.bookmark_interval,
-                       snapshot_every=args.snapshot_every, history_size=args.history_size)
-    server.install_signal_handlers()
     try:
         os.makedirs(args.data_dir, exist_ok=True)
+        server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,
+                           max_frame_bytes=args.max_frame_bytes,
+                           bookmark_interval=args.bookmark_interval,
+                           snapshot_every=args.snapshot_every, history_size=args.history_size)
+        server.install_signal_handlers()
         address = server.start()
     except Exception as e:
         print(f"error: apiserver could not start on --listen {args.listen} with --data-dir "
