@@ -294,6 +294,17 @@ class Client:
             raise APIError(errors.UNAVAILABLE, f"cannot connect to the apiserver at {self.server}: {e}")
         return rid
 
+    def post(self, op: str, **args: Any) -> None:
+        """Fire and forget: send a request whose reply nobody waits for (Events).
+
+        Not retried; the reply, when it comes, is dropped."""
+        if not self._said_hello:
+            self._call("ping", {})
+        try:
+            self._send_frame(next(self._ids), op, args)
+        except ConnectionError as e:
+            raise APIError(errors.UNAVAILABLE, f"cannot connect to the apiserver at {self.server}: {e}")
+
     def wait(self, rid: int, timeout: float | None = None) -> Any:
         try:
             reply = self._wait_reply(rid, self.timeout if timeout is None else timeout)

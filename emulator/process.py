@@ -1,0 +1,45 @@
+"""Helpers for a component running as its own OS process.
+
+Contract:
+* ``StopFlag`` turns SIGTERM and SIGINT into a flag; the handler only sets it,
+  and the component's loop checks it and cleans up in normal code.
+* ``die_with_parent()`` asks Linux to SIGKILL this process when its parent
+  dies (``prctl(PR_SET_PDEATHSIG)``), so a lab never leaves orphans. It is a
+  no-op where prctl is missing.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+class StopFlag:
+    def __init__(self, install: bool = True) -> None:
+        self.stopping = False
+        if install:
+            signal.signal(signal.SIGTERM, self._set)
+            signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, _sig: int, _frame: Any) -> None:
+        self.stopping = True
+
+    def set(self) -> None:
+        self.stopping = True
+
+    def __bool__(self) -> bool:
+        return self.stopping
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    # The parent may have died before prctl took effect.
+    return os.getppid() != 1

@@ -1,0 +1,69 @@
+"""Time profiles: every timer in kemu comes from one of these; none is hard-coded.
+
+Contract: ``default`` uses Kubernetes' own timings. ``fast`` divides every
+duration by 20 (with small floors), so tests and chaos experiments see the
+same sequence of events in seconds instead of minutes. Components receive a
+``Profile`` and read timers from it; they never invent their own.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # kubelet
+    node_lease_duration: float = 40.0        # Lease.spec.leaseDurationSeconds
+    node_lease_renew_interval: float = 10.0  # 25% of the lease duration, as the kubelet does
+    node_status_update_frequency: float = 10.0   # how often the kubelet computes NodeStatus
+    node_status_report_frequency: float = 300.0  # post NodeStatus at least this often if unchanged
+    kubelet_sync_frequency: float = 60.0     # periodic resync of every pod
+    crashloop_backoff_initial: float = 10.0
+    crashloop_backoff_max: float = 300.0
+    crashloop_backoff_reset: float = 600.0   # a container that ran this long starts back-off afresh
+    # controller-manager
+    node_monitor_period: float = 5.0
+    node_monitor_grace_period: float = 40.0
+    default_toleration_seconds: int = 300    # DefaultTolerationSeconds admission, not-ready/unreachable
+    # scheduler
+    pod_initial_backoff: float = 1.0
+    pod_max_backoff: float = 10.0
+    unschedulable_flush_interval: float = 300.0
+    # fake runtime
+    job_completion_delay: float = 1.0
+    # apiserver
+    watch_bookmark_interval: float = 5.0
+    # jitter applied to periodic timers, as a fraction (client-go's wait.Jitter)
+    jitter: float = 0.1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT = Profile("default")
+
+
+def _scaled(p: Profile, name: str, factor: float) -> Profile:
+    changes: dict[str, Any] = {"name": name}
+    for k, v in asdict(p).items():
+        if k in ("name", "jitter"):
+            continue
+        if isinstance(v, int) and not isinstance(v, bool):
+            changes[k] = max(1, int(round(v / factor)))
+        elif isinstance(v, float):
+            changes[k] = max(0.05, v / factor)
+    return replace(p, **changes)
+
+
+FAST = _scaled(DEFAULT, "fast", 20.0)
+
+PROFILES = {"default": DEFAULT, "fast": FAST}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f'unknown profile "{name}"; choose one of: {", ".join(sorted(PROFILES))}')
