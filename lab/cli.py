@@ -1,7 +1,7 @@
 """The ``kemu`` entry point: kubectl-style commands plus the process commands.
 
 Contract: kubectl-style commands come from ``emulator.cli.kubectl``; process
-commands (``apiserver``, ``bench``) are added here, because only ``lab`` may
+commands (``apiserver``, ``bench``, ``lab``, ``demo``) are added here, because only ``lab`` may
 depend on every layer. Exit codes: 0 success, 1 an error the message
 explains, 2 bad usage (argparse).
 """
@@ -14,6 +14,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from control.apiserver import main as apiserver_main
     from emulator.cli import kubectl
+    from lab import cli_lab
     from lab.bench import cli as bench_cli
     parser = argparse.ArgumentParser(prog="kemu", description="kemu: a Kubernetes cluster emulator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     kubectl.register(sub)
     apiserver_main.add_parser(sub)
     bench_cli.add_parser(sub)
+    cli_lab.add_parser(sub)
+    demo = sub.add_parser("demo", help="the main job: a 10-node lab, a node failure, a timeline")
+    demo.set_defaults(func=lambda args: __import__("lab.demo", fromlist=["main"]).main())
     return parser
 
 

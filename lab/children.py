@@ -1,0 +1,67 @@
+"""What each forked lab process runs: the entry of every component, by role.
+
+Contract: ``ROLES[role](ctx)`` runs one component until it is told to stop
+(SIGTERM) and returns. It is called in a child forked from the supervisor
+(the zygote), after the fork, so every ZeroMQ context and logger is created
+in the child. ``ctx`` carries the lab's layout and configuration, the
+process's name and node index, and the apiserver's address.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from lab.config import LabConfig
+from lab.paths import LabLayout
+
+
+@dataclass
+class ChildContext:
+    layout: LabLayout
+    config: LabConfig
+    name: str
+    index: int
+    server: str
+
+
+def run_node(ctx: ChildContext) -> None:
+    from node.kubelet.kubelet import run
+    root = ctx.layout.node_root(ctx.name)
+    root.mkdir(parents=True, exist_ok=True)
+    run(server=ctx.server, node_name=ctx.name, profile_name=ctx.config.profile,
+        root_dir=str(root), zone=ctx.config.zone_for(ctx.index), cpu=ctx.config.node_cpu,
+        memory=ctx.config.node_memory, pods=ctx.config.node_pods,
+        log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
+        pod_cidr=ctx.config.pod_cidr(ctx.index))
+
+
+def run_scheduler(ctx: ChildContext) -> None:
+    from control.scheduler.scheduler import run
+    run(server=ctx.server, profile_name=ctx.config.profile,
+        log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name)
+
+
+def run_controller_manager(ctx: ChildContext) -> None:
+    from control.controllers.manager import run
+    run(server=ctx.server, profile_name=ctx.config.profile,
+        log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name)
+
+
+ROLES: dict[str, Callable[[ChildContext], None]] = {
+    "node": run_node,
+    "scheduler": run_scheduler,
+    "controller-manager": run_controller_manager,
+}
+
+
+def preimport() -> list[str]:
+    """Import everything the children run, so each fork starts warm. Returns what failed."""
+    failed = []
+    for mod in ("node.kubelet.kubelet", "control.scheduler.scheduler", "control.controllers.manager",
+                "emulator.client", "emulator.informer", "emulator.events", "zmq", "msgpack",
+                "structlog"):
+        try:
+            __import__(mod)
+        except Exception as e:   # reported by the supervisor; the child will fail loudly
+            failed.append(f"{mod}: {e}")
+    return failed

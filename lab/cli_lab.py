@@ -1,0 +1,221 @@
+"""``kemu lab up|down|status|list|add-nodes|remove-node|logs``: one function per command.
+
+Contract: every command prints what it did or why it failed (naming the flag
+and the fix), exits 0 on success, 1 on a failure it explains and 2 on bad
+usage. Without ``--name`` a command acts on the current lab.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lab.paths import check_lab_name
+
+
+def _count(flag: str):   # noqa: ANN202
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, got {s!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {v}")
+        return v
+    return parse
+
+
+def _name(s: str) -> str:
+    try:
+        return check_lab_name(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--name: ")) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lab", help="start, inspect and stop labs")
+    lsub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+    lsub.required = True
+
+    up = lsub.add_parser("up", help="start a lab and wait until its nodes are Ready")
+    up.add_argument("--nodes", type=_count("--nodes"), default=3)
+    up.add_argument("--name", type=_name, default="default")
+    up.add_argument("--profile", choices=["default", "fast"], default="default")
+    up.add_argument("--runtime", choices=["fake"], default="fake")
+    up.add_argument("--node-cpu", default="4")
+    up.add_argument("--node-memory", default="16Gi")
+    up.add_argument("--node-pods", type=_count("--node-pods"), default=110)
+    up.add_argument("--zones", default="1", help="a count (3: zone-a..zone-c) or names (a,b)")
+    up.add_argument("--port", type=int, default=0, help="apiserver port on 127.0.0.1 (0: any free one)")
+    up.add_argument("--dir", help="lab directory (default: $KEMU_HOME/labs/NAME)")
+    up.add_argument("--timeout", type=float, help="seconds to wait for the nodes to be Ready")
+    up.set_defaults(func=cmd_up)
+
+    for name, fn, hlp in (("down", cmd_down, "stop a lab"), ("status", cmd_status, "the lab's processes"),
+                          ("list", cmd_list, "every lab on this machine")):
+        q = lsub.add_parser(name, help=hlp)
+        if name != "list":
+            q.add_argument("--name", type=_name)
+        if name == "status":
+            q.add_argument("-o", "--output", choices=["json"])
+        q.set_defaults(func=fn)
+
+    add = lsub.add_parser("add-nodes", help="add K nodes to the lab")
+    add.add_argument("count", type=_count("K"))
+    add.add_argument("--name", type=_name)
+    add.set_defaults(func=cmd_add_nodes)
+
+    rm = lsub.add_parser("remove-node", help="stop one node and delete its Node object")
+    rm.add_argument("node")
+    rm.add_argument("--name", type=_name)
+    rm.set_defaults(func=cmd_remove_node)
+
+    logs = lsub.add_parser("logs", help="the merged log timeline")
+    logs.add_argument("--name", type=_name)
+    logs.add_argument("--component")
+    logs.add_argument("--node")
+    logs.add_argument("--since", help="a duration (30s, 5m) or a time (RFC 3339)")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--json", action="store_true", help="print the JSON lines")
+    logs.add_argument("--follow-seconds", type=float, help=argparse.SUPPRESS)
+    logs.set_defaults(func=cmd_logs)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.lab import Lab, LabError
+    try:
+        lab = Lab(args.nodes, name=args.name, profile=args.profile, runtime=args.runtime,
+                  node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
+                  zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout)
+    except ValueError as e:
+        return _fail(str(e))
+    try:
+        lab.up()
+    except LabError as e:
+        running = lab.running()
+        extra = (f"\nthe lab is still up for inspection; stop it with 'kemu lab down --name {lab.name}'"
+                 if running else "")
+        return _fail(f"{e}{extra}")
+    print(f"lab {lab.name} is up: {len(lab.nodes)} node(s) Ready, profile {lab.config.profile}")
+    print(f"  directory: {lab.layout.root}")
+    print(f"  apiserver: {lab.server}")
+    print("  try:       kemu get nodes      (this lab is now the current one)")
+    print(f"  or:        export KEMU_SERVER={lab.server}")
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> Any:
+    from lab.lab import Lab
+    return Lab.attach(getattr(args, "name", None))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.lab import LabError
+    try:
+        lab = _attach(args)
+    except LabError as e:
+        return _fail(str(e))
+    lab.down()
+    print(f"lab {lab.name} is down (logs kept in {lab.layout.logs})")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60}s" if s < 600 else f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60}m"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from emulator.cli.tabwriter import align
+    from lab.lab import LabError
+    try:
+        lab = _attach(args)
+    except LabError as e:
+        return _fail(str(e))
+    rows = lab.status()
+    try:
+        ready = lab.ready_nodes() if lab.running() else 0
+    except Exception:
+        ready = 0
+    if args.output == "json":
+        print(json.dumps({"lab": lab.name, "running": lab.running(), "ready_nodes": ready,
+                          "nodes": len(lab.nodes), "processes": rows}, indent=1))
+        return 0
+    lines = ["NAME\tROLE\tPID\tSTATE\tCPU%\tRSS\tUPTIME\tRESTARTS"]
+    for r in rows:
+        cpu = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}"
+        rss = "-" if r["rss_bytes"] is None else f"{r['rss_bytes'] / (1 << 20):.1f}Mi"
+        state = r["state"] + (f"({r['exit_code']})" if r["state"] == "exited" else "")
+        lines.append(f"{r['name']}\t{r['role']}\t{r['pid']}\t{state}\t{cpu}\t{rss}\t"
+                     f"{_age(r['uptime_s']) if r['uptime_s'] else '-'}\t{r['restarts']}")
+    print(align(lines), end="")
+    print(f"\n{ready}/{len(lab.nodes)} nodes Ready" + ("" if lab.running() else " (the lab is down)"))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from emulator.cli.tabwriter import align
+    from lab.lab import list_labs
+    labs = list_labs()
+    if not labs:
+        print("No labs found.", file=sys.stderr)
+        return 0
+    lines = ["CURRENT\tNAME\tNODES\tPROFILE\tSTATE\tDIRECTORY"]
+    for lab in labs:
+        lines.append(f"{'*' if lab['current'] else ''}\t{lab['name']}\t{lab['nodes']}\t"
+                     f"{lab['profile']}\t{'running' if lab['running'] else 'down'}\t{lab['dir']}")
+    print(align(lines), end="")
+    return 0
+
+
+def cmd_add_nodes(args: argparse.Namespace) -> int:
+    from lab.lab import LabError
+    try:
+        lab = _attach(args)
+        names = lab.add_nodes(args.count)
+    except LabError as e:
+        return _fail(str(e))
+    print(f"added {', '.join(names)} (Ready)")
+    return 0
+
+
+def cmd_remove_node(args: argparse.Namespace) -> int:
+    from lab.lab import LabError
+    try:
+        lab = _attach(args)
+        lab.remove_node(args.node)
+    except LabError as e:
+        return _fail(str(e))
+    print(f"node {args.node} removed")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from lab.lab import LabError
+    from lab.logs import Filter, follow, format_record, parse_since, timeline
+    try:
+        lab = _attach(args)
+        since = parse_since(args.since) if args.since else None
+    except (LabError, ValueError) as e:
+        return _fail(str(e))
+    flt = Filter(component=args.component, node=args.node, since=since)
+    out = sys.stdout
+    color = out.isatty()
+    try:
+        for rec, raw in timeline(lab.layout.logs, flt):
+            out.write((raw if args.json else format_record(rec, color)) + "\n")
+        if args.follow:
+            follow(lab.layout.logs, flt, out, args.json, args.follow_seconds)
+    except BrokenPipeError:
+        pass
+    return 0

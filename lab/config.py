@@ -1,0 +1,89 @@
+"""A lab's configuration: what ``kemu lab up`` was asked for, validated.
+
+Contract: ``LabConfig.validate()`` raises ValueError with a message that names
+the flag and the fix. Node names are ``node-1`` .. ``node-N``; zones are
+assigned round-robin from ``zones``; each node gets a /24 for pod IPs out of
+127.64.0.0/10 (node i: ``127.(64 + i // 256).(i % 256).0/24``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from emulator.api.quantity import cpu_millis, memory_bytes
+from emulator.profiles import get_profile
+from lab.paths import check_lab_name
+
+RUNTIMES = ("fake",)
+MAX_NODES = 16_384   # the pod-CIDR plan gives one /24 per node in 127.64.0.0/10
+
+
+def parse_zones(spec: str) -> list[str]:
+    """``3`` → zone-a, zone-b, zone-c; ``a,b`` → a, b."""
+    spec = spec.strip()
+    if spec.isdigit():
+        n = int(spec)
+        if not 1 <= n <= 26:
+            raise ValueError(f"--zones: {spec} is out of range: give 1 to 26, or a comma list of names")
+        return [f"zone-{chr(ord('a') + i)}" for i in range(n)]
+    zones = [z.strip() for z in spec.split(",") if z.strip()]
+    bad = [z for z in zones if not re.match(r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$", z)]
+    if not zones or bad:
+        raise ValueError(f"--zones: invalid zone names {bad or [spec]}: give a count (3) or "
+                         "names separated by commas (a,b)")
+    return zones
+
+
+@dataclass
+class LabConfig:
+    name: str = "default"
+    nodes: int = 3
+    profile: str = "default"
+    runtime: str = "fake"
+    node_cpu: str = "4"
+    node_memory: str = "16Gi"
+    node_pods: int = 110
+    zones: list[str] = field(default_factory=lambda: ["zone-a"])
+    port: int = 0
+    node_names: list[str] = field(default_factory=list)
+
+    def validate(self) -> "LabConfig":
+        check_lab_name(self.name)
+        if not isinstance(self.nodes, int) or self.nodes < 1:
+            raise ValueError(f"--nodes: must be a whole number of at least 1, got {self.nodes!r}")
+        if self.nodes > MAX_NODES:
+            raise ValueError(f"--nodes: at most {MAX_NODES} nodes per lab, got {self.nodes}")
+        get_profile(self.profile)
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f'--runtime: unsupported runtime "{self.runtime}"; supported: '
+                             f'{", ".join(RUNTIMES)}')
+        for flag, value, parse in (("--node-cpu", self.node_cpu, cpu_millis),
+                                   ("--node-memory", self.node_memory, memory_bytes)):
+            try:
+                if parse(value) <= 0:
+                    raise ValueError("must be positive")
+            except ValueError as e:
+                raise ValueError(f"{flag}: invalid quantity {value!r}: {e}") from None
+        if self.node_pods < 1:
+            raise ValueError(f"--node-pods: must be at least 1, got {self.node_pods}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port: {self.port} is not a port number (0 picks a free one)")
+        if not self.node_names:
+            self.node_names = [f"node-{i}" for i in range(1, self.nodes + 1)]
+        return self
+
+    def zone_for(self, index: int) -> str:
+        return self.zones[(index - 1) % len(self.zones)]
+
+    @staticmethod
+    def pod_cidr(index: int) -> str:
+        return f"127.{64 + index // 256}.{index % 256}.0/24"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LabConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,384 @@
+"""The ``Lab``: one emulated cluster on this machine, as a Python object.
+
+Contract
+--------
+``Lab(nodes=5, profile="fast")`` describes a lab; ``up()`` starts it (a
+supervisor process that runs the apiserver, scheduler, controller-manager and
+one process per node) and returns once every node is Ready, or raises
+``LabError`` naming the nodes that are not. ``with Lab(...) as lab:`` runs
+``up()`` and, on exit, ``down()``. ``Lab.attach(name)`` returns a handle on a
+lab that is already running.
+
+``lab.client`` is a ``Client`` connected to the lab's apiserver;
+``lab.nodes`` the node names; ``lab.wait_for(predicate, timeout)`` polls;
+``lab.kill(name)`` sends SIGKILL (or another signal) to one process through
+the supervisor; ``lab.down()`` stops everything and never fails because
+processes are already dead.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import psutil
+
+from emulator.client import Client
+from lab.config import LabConfig, parse_zones
+from lab.paths import (LabLayout, clear_current_if, get_current, lab_dir_for, labs_root,
+                       set_current)
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LabError(Exception):
+    """A lab operation failed; the message says what and how to fix it."""
+
+
+def _supervisor_alive(layout: LabLayout) -> int | None:
+    try:
+        pid = int(layout.supervisor_pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE or "lab.supervisor" not in " ".join(p.cmdline()):
+            return None
+    except psutil.Error:
+        return None
+    return pid
+
+
+def control(layout: LabLayout, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request to a lab's supervisor and return its reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(layout.supervisor_sock))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise LabError(f"the lab's supervisor at {layout.supervisor_sock} does not answer ({e}); "
+                       "is the lab running? see 'kemu lab list'") from None
+    finally:
+        s.close()
+    reply = json.loads(data.decode() or "{}")
+    if not reply.get("ok"):
+        raise LabError(reply.get("error") or "the supervisor refused the request")
+    return reply
+
+
+def node_ready(node: dict) -> bool:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return False
+
+
+class Lab:
+    def __init__(self, nodes: int = 3, *, name: str = "default", profile: str = "default",
+                 runtime: str = "fake", node_cpu: str = "4", node_memory: str = "16Gi",
+                 node_pods: int = 110, zones: str | list[str] = "1", port: int = 0,
+                 dir: str | Path | None = None, ready_timeout: float | None = None,
+                 make_current: bool = True) -> None:
+        self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
+                                node_cpu=node_cpu, node_memory=node_memory, node_pods=node_pods,
+                                zones=parse_zones(zones) if isinstance(zones, str) else list(zones),
+                                port=port)
+        self.layout = LabLayout(Path(dir) if dir else lab_dir_for(name))
+        self.ready_timeout = ready_timeout
+        self.make_current = make_current
+        self._client: Client | None = None
+        self.started = 0.0
+
+    # -- handles ------------------------------------------------------------
+    @classmethod
+    def attach(cls, name: str | None = None, dir: str | Path | None = None) -> "Lab":
+        """A handle on a lab that exists (the current one when no name is given)."""
+        if dir is None:
+            if name is None:
+                cur = get_current()
+                if cur is None:
+                    raise LabError("no current lab: start one with 'kemu lab up', or pass --name")
+                dir = cur
+            else:
+                dir = lab_dir_for(name)
+        layout = LabLayout(Path(dir))
+        data = layout.read_json(layout.config)
+        if data is None:
+            raise LabError(f"no lab at {layout.root}: see 'kemu lab list'")
+        lab = cls.__new__(cls)
+        lab.config = LabConfig.from_dict(data)
+        lab.layout = layout
+        lab.ready_timeout = None
+        lab.make_current = False
+        lab._client = None
+        lab.started = 0.0
+        return lab
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def nodes(self) -> list[str]:
+        data = self.layout.read_json(self.layout.config)
+        return list((data or {}).get("node_names") or self.config.node_names)
+
+    @property
+    def server(self) -> str:
+        try:
+            return self.layout.endpoint.read_text().strip()
+        except OSError:
+            raise LabError(f"lab {self.name} has no running apiserver ({self.layout.endpoint} "
+                           "is missing)") from None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.server, component="lab", timeout=5, retries=3)
+        return self._client
+
+    def running(self) -> bool:
+        return _supervisor_alive(self.layout) is not None
+
+    # -- up -----------------------------------------------------------------
+    def up(self) -> "Lab":
+        try:
+            self.config.validate()
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        pid = _supervisor_alive(self.layout)
+        if pid is not None:
+            raise LabError(f'lab "{self.name}" is already running (supervisor pid {pid}, '
+                           f"{self.layout.root}): use another --name, or 'kemu lab down "
+                           f"--name {self.name}' first")
+        self._check_port()
+        self._prepare_dir()
+        self.layout.write_json(self.layout.config, self.config.as_dict())
+        out = open(self.layout.logs / "supervisor.out", "ab")
+        self.started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", str(self.layout.root)],
+                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+        out.close()
+        self._wait_serving(proc)
+        if self.make_current:
+            set_current(self.layout.root)
+        self.wait_nodes_ready(self.config.node_names, self.ready_timeout)
+        return self
+
+    def _check_port(self) -> None:
+        if not self.config.port:
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", self.config.port))
+        except OSError as e:
+            reason = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e})"
+            raise LabError(f"--port: 127.0.0.1:{self.config.port} {reason}; pick another port, "
+                           "or 0 for a free one") from None
+        finally:
+            s.close()
+
+    def _prepare_dir(self) -> None:
+        root = self.layout.root
+        try:
+            if root.exists():   # a lab of that name that is down: start afresh
+                shutil.rmtree(root)
+            self.layout.make()
+            probe = self.layout.run / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise LabError(f"cannot write the lab directory {root}: {e.strerror or e}; set "
+                           "KEMU_HOME (or --dir) to a writable directory") from None
+
+    def _wait_serving(self, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.layout.endpoint.exists() and self.layout.state.exists()):
+            if proc.poll() is not None:
+                raise LabError(f"the lab supervisor exited with {proc.returncode} while starting; "
+                               f"see {self.layout.logs / 'supervisor.out'} and "
+                               f"{self.layout.log_for('supervisor')}\n{self._tail_errors()}")
+            if time.monotonic() > deadline:
+                raise LabError(f"the lab's apiserver did not start within {timeout:g}s; see "
+                               f"{self.layout.log_for('apiserver')}")
+            time.sleep(0.02)
+
+    def _tail_errors(self) -> str:
+        lines = []
+        for f in (self.layout.logs / "supervisor.out", self.layout.log_for("supervisor")):
+            try:
+                lines += [ln for ln in f.read_text().splitlines()
+                          if "error" in ln.lower() or "exited" in ln][-5:]
+            except OSError:
+                pass
+        return "\n".join(lines)
+
+    def processes(self) -> list[dict[str, Any]]:
+        data = self.layout.read_json(self.layout.state) or {}
+        return list(data.get("processes") or [])
+
+    def wait_nodes_ready(self, names: list[str], timeout: float | None = None) -> None:
+        timeout = timeout if timeout is not None else 30.0 + 0.1 * len(names)
+        deadline = time.monotonic() + timeout
+        want = set(names)
+        ready: set[str] = set()
+        while True:
+            dead = [p for p in self.processes() if p["name"] in want and p["state"] == "exited"]
+            if dead:
+                raise LabError("node(s) exited during start-up: " + ", ".join(
+                    f"{p['name']} (exit code {p['exit_code']})" for p in dead) +
+                    f"; see 'kemu lab logs --node NAME' (logs in {self.layout.logs})")
+            try:
+                nodes = self.client.list_all("Node")["items"]
+                ready = {n["metadata"]["name"] for n in nodes if node_ready(n)} & want
+            except Exception:
+                pass
+            if ready == want:
+                return
+            if time.monotonic() > deadline:
+                missing = sorted(want - ready, key=lambda n: (len(n), n))
+                shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+                raise LabError(f"{len(missing)} of {len(want)} node(s) not Ready after {timeout:g}s: "
+                               f"{shown}; see 'kemu lab status' and 'kemu lab logs'")
+            time.sleep(0.05)
+
+    # -- operations ---------------------------------------------------------
+    def wait_for(self, predicate: Callable[[], T], timeout: float, interval: float = 0.05,
+                 what: str = "the condition") -> T:
+        """Poll ``predicate`` until it returns something truthy; raise TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = predicate()
+            if v:
+                return v
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+            time.sleep(interval)
+
+    def kill(self, name: str, sig: str = "KILL") -> None:
+        control(self.layout, {"op": "kill", "name": name, "signal": sig})
+
+    def restart(self, name: str) -> None:
+        control(self.layout, {"op": "restart", "name": name})
+
+    def add_nodes(self, count: int, wait: bool = True) -> list[str]:
+        names = control(self.layout, {"op": "add-nodes", "count": count})["added"]
+        if wait:
+            self.wait_nodes_ready(names)
+        return names
+
+    def remove_node(self, name: str) -> None:
+        control(self.layout, {"op": "remove-node", "name": name})
+        try:
+            self.client.delete("Node", name)
+        except Exception:
+            pass
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        now = time.time()
+        for p in self.processes():
+            row = dict(p)
+            row["cpu_percent"] = row["rss_bytes"] = None
+            row["uptime_s"] = now - p["started_at"] if p["state"] in ("running", "paused") else 0
+            if p["state"] in ("running", "paused") and p["pid"]:
+                try:
+                    proc = psutil.Process(p["pid"])
+                    row["cpu_percent"] = proc.cpu_percent(interval=None)
+                    row["rss_bytes"] = proc.memory_info().rss
+                    row["_proc"] = proc
+                except psutil.Error:
+                    row["state"] = "gone"
+            rows.append(row)
+        time.sleep(0.2)   # one short sampling window for CPU%, shared by all rows
+        for row in rows:
+            proc = row.pop("_proc", None)
+            if proc is not None:
+                try:
+                    row["cpu_percent"] = proc.cpu_percent(interval=None)
+                except psutil.Error:
+                    pass
+        return rows
+
+    def ready_nodes(self) -> int:
+        return sum(1 for n in self.client.list_all("Node")["items"] if node_ready(n))
+
+    # -- down ---------------------------------------------------------------
+    def down(self, timeout: float = 20.0) -> None:
+        """Stop every process of the lab. Never fails because they are already dead."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        pid = _supervisor_alive(self.layout)
+        if pid is not None:
+            try:
+                control(self.layout, {"op": "down"}, timeout=5)
+            except LabError:
+                os.kill(pid, signal.SIGTERM)
+            try:
+                psutil.Process(pid).wait(timeout)
+            except psutil.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+            except psutil.Error:
+                pass
+        self._kill_leftovers()
+        for p in (self.layout.supervisor_sock, self.layout.endpoint, self.layout.supervisor_pid):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        clear_current_if(self.layout.root)
+
+    def _kill_leftovers(self) -> None:
+        """Processes the state file names that are still ours (same start time): SIGKILL."""
+        for p in self.processes():
+            if p.get("state") not in ("running", "paused") or not p.get("pid"):
+                continue
+            try:
+                proc = psutil.Process(p["pid"])
+                if abs(proc.create_time() - p["started_at"]) < 2.0:
+                    proc.kill()
+            except psutil.Error:
+                pass
+
+    def __enter__(self) -> "Lab":
+        try:
+            return self.up()
+        except BaseException:
+            self.down()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.down()
+
+
+def list_labs() -> list[dict[str, Any]]:
+    out = []
+    root = labs_root()
+    cur = get_current()
+    for d in sorted(root.glob("*/")) if root.exists() else []:
+        layout = LabLayout(d)
+        cfg = layout.read_json(layout.config)
+        if cfg is None:
+            continue
+        out.append({"name": cfg.get("name", d.name), "nodes": cfg.get("nodes"),
+                    "profile": cfg.get("profile"), "running": _supervisor_alive(layout) is not None,
+                    "current": cur is not None and cur.resolve() == d.resolve(), "dir": str(d)})
+    return out

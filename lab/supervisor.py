@@ -1,0 +1,385 @@
+"""The lab supervisor: spawns, watches and stops every process of one lab.
+
+Contract
+--------
+* Runs as its own process (``python -m lab.supervisor LAB_DIR``), started by
+  ``kemu lab up``. It never uses ZeroMQ, so it can fork safely: it imports
+  everything the components need, freezes the heap (``gc.freeze``) and then
+  forks the scheduler, the controller-manager and every node from itself
+  (it is the zygote). The apiserver is a fresh interpreter (it owns the store).
+* Every child asks Linux to kill it when the supervisor dies
+  (``PR_SET_PDEATHSIG``): a lab never leaves orphans.
+* A control-plane process that exits unexpectedly is restarted with
+  exponential back-off (1 s doubling to 30 s, reset after 60 s of uptime). A
+  node is not restarted unless asked (``restart``): a dead node is an
+  experiment's result. Every exit and restart is logged.
+* The apiserver keeps its first address across restarts, so clients reconnect.
+* Control: a Unix socket ``run/supervisor.sock`` takes one JSON request per
+  connection and answers one JSON reply: ``status``, ``add-nodes``,
+  ``remove-node``, ``kill`` (any signal), ``restart``, ``down``.
+* ``run/state.json`` is rewritten on every change; readers never see half a file.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.logging import configure, get_logger
+from emulator.process import StopFlag, die_with_parent
+from lab.children import ROLES, ChildContext, preimport
+from lab.config import LabConfig
+from lab.paths import LabLayout
+
+CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager")
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
+           "CONT": signal.SIGCONT, "INT": signal.SIGINT}
+
+
+@dataclass
+class Child:
+    name: str
+    role: str
+    index: int = 0
+    pid: int = 0
+    popen: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    state: str = "pending"          # running | exited | stopped | paused
+    exit_code: int | None = None
+    backoff: float = 1.0
+    restart_at: float | None = None
+    wanted: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "pid": self.pid, "state": self.state,
+                "started_at": self.started_at, "restarts": self.restarts,
+                "exit_code": self.exit_code}
+
+
+@dataclass
+class Supervisor:
+    layout: LabLayout
+    config: LabConfig
+    children: dict[str, Child] = field(default_factory=dict)
+    server: str = ""
+    stop: StopFlag | None = None
+
+    def __post_init__(self) -> None:
+        self.log = get_logger()
+        self.sock: socket.socket | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def main(self) -> int:
+        self.stop = StopFlag()
+        failed = preimport()
+        if failed:
+            self.log.warning("preimport failed", modules=failed)
+        gc.freeze()   # children share the imported heap copy-on-write
+        self._open_control()
+        self.layout.supervisor_pid.write_text(f"{os.getpid()}\n")
+        try:
+            self._start_apiserver(self.children.setdefault(
+                "apiserver", Child("apiserver", "apiserver")))
+            for role in ("scheduler", "controller-manager"):
+                self._fork(self.children.setdefault(role, Child(role, role)))
+            for i, name in enumerate(self.config.node_names, start=1):
+                self._fork(self.children.setdefault(name, Child(name, "node", i)))
+            self._save_state()
+            while not self.stop:
+                self._serve_control(0.1)
+                self._reap()
+                self._restart_due()
+        except Exception:
+            self.log.exception("supervisor failed")
+            return 1
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        for c in self.children.values():
+            c.wanted = False
+        live = [c for c in self.children.values() if c.state in ("running", "paused")]
+        for c in live:
+            self._signal(c, signal.SIGCONT)
+            self._signal(c, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(c.state in ("running", "paused") for c in live):
+            self._reap()
+            time.sleep(0.02)
+        for c in live:
+            if c.state in ("running", "paused"):
+                self._signal(c, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(c.state in ("running", "paused") for c in live):
+            self._reap()
+            time.sleep(0.02)
+        self._save_state(final=True)
+        for p in (self.layout.supervisor_sock, self.layout.endpoint, self.layout.supervisor_pid):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        self.log.info("lab stopped", lab=self.config.name)
+
+    # -- starting children --------------------------------------------------
+    def _start_apiserver(self, c: Child) -> None:
+        listen = self.server or f"tcp://127.0.0.1:{self.config.port}"
+        from emulator.profiles import get_profile
+        prof = get_profile(self.config.profile)
+        if self.layout.endpoint.exists():
+            self.layout.endpoint.unlink()
+        c.popen = subprocess.Popen(
+            [sys.executable, "-m", "control.apiserver", "--data-dir", str(self.layout.store),
+             "--listen", listen, "--endpoint-file", str(self.layout.endpoint),
+             "--log-file", str(self.layout.log_for("apiserver")), "--lab", self.config.name,
+             "--bookmark-interval", str(prof.watch_bookmark_interval),
+             "--default-toleration-seconds", str(prof.default_toleration_seconds)],
+            preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)
+        c.pid, c.state, c.started_at, c.exit_code = c.popen.pid, "running", time.time(), None
+        deadline = time.monotonic() + 30
+        while not self.layout.endpoint.exists():
+            if c.popen.poll() is not None:
+                raise RuntimeError(f"apiserver exited with {c.popen.returncode} while starting "
+                                   f"(see {self.layout.log_for('apiserver')})")
+            if time.monotonic() > deadline:
+                raise RuntimeError("apiserver did not start within 30s")
+            time.sleep(0.01)
+        self.server = self.layout.endpoint.read_text().strip()
+        self.log.info("process started", process="apiserver", pid=c.pid, address=self.server)
+
+    def _fork(self, c: Child) -> None:
+        ctx = ChildContext(self.layout, self.config, c.name, c.index, self.server)
+        pid = os.fork()
+        if pid == 0:   # the child
+            code = 0
+            try:
+                if self.sock is not None:
+                    self.sock.close()
+                die_with_parent()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                ROLES[c.role](ctx)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        c.pid, c.popen, c.state, c.started_at, c.exit_code = pid, None, "running", time.time(), None
+        self.log.info("process started", process=c.name, role=c.role, pid=pid)
+
+    def _start(self, c: Child) -> None:
+        if c.role == "apiserver":
+            self._start_apiserver(c)
+        else:
+            self._fork(c)
+
+    # -- watching children --------------------------------------------------
+    def _reap(self) -> None:
+        changed = False
+        for c in self.children.values():
+            if c.state not in ("running", "paused"):
+                continue
+            if c.popen is not None:
+                code = c.popen.poll()
+                if code is None:
+                    continue
+            else:
+                try:
+                    pid, status = os.waitpid(c.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status = c.pid, 0
+                if pid == 0:
+                    continue
+                code = os.waitstatus_to_exitcode(status)
+            changed = True
+            c.state, c.exit_code = "exited", code
+            uptime = time.time() - c.started_at
+            self.log.warning("process exited", process=c.name, role=c.role, pid=c.pid,
+                             exit_code=code, uptime_s=round(uptime, 3))
+            if c.wanted and c.role in CONTROL_PLANE and not self.stop:
+                if uptime > 60:
+                    c.backoff = 1.0
+                c.restart_at = time.monotonic() + c.backoff
+                self.log.info("restart scheduled", process=c.name, in_s=c.backoff)
+                c.backoff = min(30.0, c.backoff * 2)
+        if changed:
+            self._save_state()
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for c in self.children.values():
+            if c.restart_at is not None and now >= c.restart_at and c.state == "exited" and c.wanted:
+                c.restart_at = None
+                c.restarts += 1
+                try:
+                    self._start(c)
+                    self.log.info("process restarted", process=c.name, restarts=c.restarts)
+                except Exception as e:
+                    self.log.error("restart failed", process=c.name, error=str(e))
+                    c.restart_at = now + c.backoff
+                    c.backoff = min(30.0, c.backoff * 2)
+                self._save_state()
+
+    def _signal(self, c: Child, sig: int) -> bool:
+        if c.state not in ("running", "paused") or c.pid <= 0:
+            return False
+        try:
+            os.kill(c.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def _save_state(self, final: bool = False) -> None:
+        self.layout.write_json(self.layout.state, {
+            "supervisor": 0 if final else os.getpid(), "server": self.server,
+            "lab": self.config.name, "updated": time.time(),
+            "processes": [c.as_dict() for c in self.children.values()]})
+
+    # -- control socket -----------------------------------------------------
+    def _open_control(self) -> None:
+        path = str(self.layout.supervisor_sock)
+        if os.path.exists(path):
+            os.unlink(path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(path)
+        s.listen(16)
+        s.setblocking(False)
+        self.sock = s
+
+    def _serve_control(self, timeout: float) -> None:
+        assert self.sock is not None
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(5)
+            try:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                req = json.loads(data.decode() or "{}")
+                reply = self._handle(req)
+            except Exception as e:
+                reply = {"ok": False, "error": f"bad control request: {e}"}
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                pass
+
+    def _handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "status":
+            return {"ok": True, "server": self.server, "processes":
+                    [c.as_dict() for c in self.children.values()]}
+        if op == "add-nodes":
+            count = int(req.get("count", 0))
+            if count < 1:
+                return {"ok": False, "error": "add-nodes: count must be at least 1"}
+            start = 1 + max([c.index for c in self.children.values() if c.role == "node"] or [0])
+            names = []
+            for i in range(start, start + count):
+                c = self.children.setdefault(f"node-{i}", Child(f"node-{i}", "node", i))
+                self.config.node_names.append(c.name)
+                self._fork(c)
+                names.append(c.name)
+            self.config.nodes = len(self.config.node_names)
+            self.layout.write_json(self.layout.config, self.config.as_dict())
+            self._save_state()
+            return {"ok": True, "added": names}
+        name = req.get("name")
+        c = self.children.get(str(name))
+        if op in ("remove-node", "kill", "restart", "down") and op != "down" and c is None:
+            return {"ok": False, "error": f'no process "{name}" in lab {self.config.name}; '
+                                          f'see "kemu lab status"'}
+        if op == "remove-node":
+            if c.role != "node":
+                return {"ok": False, "error": f"{name} is not a node"}
+            c.wanted = False
+            self._signal(c, signal.SIGCONT)
+            self._signal(c, signal.SIGTERM)
+            del self.children[c.name]
+            self.config.node_names.remove(c.name)
+            self.config.nodes = len(self.config.node_names)
+            self.layout.write_json(self.layout.config, self.config.as_dict())
+            self._save_state()
+            self._reap_removed(c)
+            return {"ok": True, "removed": c.name}
+        if op == "kill":
+            sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
+            if sig is None:
+                return {"ok": False, "error": f"unknown signal {req.get('signal')!r}; "
+                                              f"one of {', '.join(SIGNALS)}"}
+            if not self._signal(c, sig):
+                return {"ok": False, "error": f"{name} is not running"}
+            if sig == signal.SIGSTOP:
+                c.state = "paused"
+            elif sig == signal.SIGCONT and c.state == "paused":
+                c.state = "running"
+            self.log.warning("signal sent", process=c.name, signal=sig.name, pid=c.pid)
+            self._save_state()
+            return {"ok": True}
+        if op == "restart":
+            c.wanted = True
+            if c.state in ("running", "paused"):
+                self._signal(c, signal.SIGCONT)
+                self._signal(c, signal.SIGKILL)
+                c.restart_at = time.monotonic()
+            else:
+                c.restarts += 1
+                self._start(c)
+            self._save_state()
+            return {"ok": True}
+        if op == "down":
+            assert self.stop is not None
+            self.stop.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown control op {op!r}"}
+
+    def _reap_removed(self, c: Child) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(c.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                return
+            time.sleep(0.02)
+        self._signal(c, signal.SIGKILL)
+        try:
+            os.waitpid(c.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    layout = LabLayout(Path(argv[0]))
+    config = LabConfig.from_dict(json.loads(layout.config.read_text())).validate()
+    configure("supervisor", lab=config.name, path=str(layout.log_for("supervisor")))
+    return Supervisor(layout, config).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
