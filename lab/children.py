@@ -8,6 +8,7 @@ process's name and node index, and the apiserver's address.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +25,14 @@ class ChildContext:
     server: str
 
 
+# Fault hook for start-up experiments (and the test of it): a node named in
+# KEMU_FAULT_NODE_START dies as it starts, as if killed (exit code 137).
+FAULT_NODE_START = "KEMU_FAULT_NODE_START"
+
+
 def run_node(ctx: ChildContext) -> None:
+    if ctx.name in os.environ.get(FAULT_NODE_START, "").split(","):
+        os._exit(137)
     from node.kubelet.kubelet import run
     root = ctx.layout.node_root(ctx.name)
     root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,86 @@
+"""``kemu bench lab-start``: how long N node processes take to be Ready, against the fork limit.
+
+Method, in one run:
+1. the limit: a process that has imported what a node imports forks N bare
+   children; each opens one ZeroMQ socket to a listening ROUTER and says so;
+   the time is from the first fork to the last child's message;
+2. a real lab (``fast`` profile) of N nodes: the time from ``Lab.up()`` to every
+   Node Ready, and each node process's private memory (USS) once Ready.
+Targets: lab start at most 3x the limit and at most 10 s; USS at most 10 MiB.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import psutil
+
+
+def fork_limit(n: int) -> float:
+    from lab.children import preimport
+    preimport()
+    import gc
+    gc.freeze()
+    rfd, wfd = os.pipe()
+    t0 = time.monotonic()
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                import zmq
+                ctx = zmq.Context()
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect("tcp://127.0.0.1:9")   # one socket, as a node opens one
+                os.write(wfd, b"x")
+                s.close(0)
+                ctx.term()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    got = 0
+    while got < n:
+        got += len(os.read(rfd, n))
+    elapsed = time.monotonic() - t0
+    for pid in pids:
+        os.waitpid(pid, 0)
+    os.close(rfd)
+    os.close(wfd)
+    return elapsed
+
+
+def run(nodes: int = 100) -> dict[str, Any]:
+    from lab.bench.common import run_workers
+    limit = run_workers(1, lambda i: fork_limit(nodes), (), 120)[0]
+    from lab.lab import Lab
+    with tempfile.TemporaryDirectory(prefix="kemu-bench-lab-") as tmp:
+        os.environ["KEMU_HOME"] = tmp
+        lab = Lab(nodes, name="bench", profile="fast", make_current=False)
+        t0 = time.monotonic()
+        try:
+            lab.up()
+            took = time.monotonic() - t0
+            uss = []
+            for p in lab.processes():
+                if p["role"] == "node":
+                    try:
+                        uss.append(psutil.Process(p["pid"]).memory_full_info().uss)
+                    except psutil.Error:
+                        pass
+        finally:
+            lab.down()
+    mib = [u / (1 << 20) for u in uss]
+    return {"benchmark": "lab-start", "nodes": nodes, "fork_limit_s": round(limit, 3),
+            "lab_start_s": round(took, 3), "ratio_to_limit": round(took / limit, 2),
+            "node_uss_mib": {"mean": round(sum(mib) / len(mib), 2), "max": round(max(mib), 2)},
+            "targets": {"ratio_to_limit": 3.0, "lab_start_s": 10.0, "node_uss_mib": 10.0},
+            "meets_targets": took <= 3 * limit and took <= 10.0 and max(mib) <= 10.0}
+
+
+def main(args: Any) -> int:
+    print(json.dumps(run(args.nodes), indent=2))
+    return 0
