@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks")
     p.add_argument("--snapshot-every", type=int, default=200_000, help="WAL records between snapshots")
     p.add_argument("--history-size", type=int, default=50_000, help="watch events kept for resuming")
+    p.add_argument("--default-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the not-ready/unreachable tolerations added to every pod")
     p.add_argument("--log-file", help="JSON lines log (default: stderr)")
+    p.add_argument("--lab", help="the lab this apiserver belongs to (a field of every log line)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -43,13 +46,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frame_bytes < 1024:
         print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
         return 1
-    configure("apiserver", path=args.log_file, level=args.log_level)
+    configure("apiserver", path=args.log_file, level=args.log_level, lab=args.lab)
     try:
         os.makedirs(args.data_dir, exist_ok=True)
         server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,
                            max_frame_bytes=args.max_frame_bytes,
                            bookmark_interval=args.bookmark_interval,
-                           snapshot_every=args.snapshot_every, history_size=args.history_size)
+                           snapshot_every=args.snapshot_every, history_size=args.history_size,
+                           default_toleration_seconds=args.default_toleration_seconds)
         server.install_signal_handlers()
         address = server.start()
     except Exception as e:

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import msgpack
 
 from control.apiserver import strategy
+from control.apiserver.admission import admit_create
 from control.storage.store import Store
 from emulator.api import errors
 from emulator.api.errors import APIError
@@ -60,6 +61,10 @@ def rfc3339(ts: float) -> str:
     return _last_stamp[1]
 
 
+# Metadata an update carries over from the stored object, whatever the client sent.
+_SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
 def _ns_for(rt: ResourceType, namespace: str | None) -> str:
     return (namespace or "default") if rt.namespaced else ""
 
@@ -68,9 +73,11 @@ class Resources:
     """The API's operations on a Store. Write methods take ownership of the
     object passed in (the server hands over freshly decoded frames)."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time,
+                 default_toleration_seconds: int = 300) -> None:
         self.store = store
         self.clock = clock
+        self.default_toleration_seconds = default_toleration_seconds
 
     # -- setup --------------------------------------------------------------
     def ensure_system_namespaces(self) -> None:
@@ -165,6 +172,7 @@ class Resources:
             md.pop(k, None)
         strategy.prepare_for_create(rt, obj)
         default_object(rt, obj)
+        admit_create(rt.kind, obj, default_toleration_secs=self.default_toleration_seconds)
         validate_object(rt, obj)
         ns = md.get("namespace", "") if rt.namespaced else ""
         if rt.namespaced:
@@ -238,10 +246,14 @@ class Resources:
                                              'supported: "status" (update), "binding" (pods, create)')
         else:
             strategy.prepare_for_update(rt, new, old)
-        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                  "namespace", "name"):
+        for k in _SERVER_OWNED:   # always the stored value (or absent)
             if k in omd:
-                if k in ("name", "namespace") and md.get(k) not in (None, "", omd[k]):
+                md[k] = omd[k]
+            else:
+                md.pop(k, None)
+        for k in ("namespace", "name"):
+            if k in omd:
+                if md.get(k) not in (None, "", omd[k]):
                     continue   # validation reports the immutable field
                 md[k] = omd[k]
             else:

@@ -61,7 +61,8 @@ class APIServer:
     def __init__(self, listen: str, data_dir: str | None, *, fsync: bool = True,
                  max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
                  bookmark_interval: float = 5.0, snapshot_every: int = 200_000,
-                 history_size: int = 50_000, max_batch: int = 128, clock: Callable[[], float] = time.time) -> None:
+                 history_size: int = 50_000, max_batch: int = 128, clock: Callable[[], float] = time.time,
+                 default_toleration_seconds: int = 300) -> None:
         self.listen_address = listen
         self.max_batch = max_batch
         self.max_frame_bytes = max_frame_bytes
@@ -71,7 +72,7 @@ class APIServer:
         self.log = get_logger()
         self.wal = WriteAheadLog(data_dir, fsync=fsync) if data_dir else None
         self.store = Store(self.wal, history_size=history_size)
-        self.resources = Resources(self.store, clock)
+        self.resources = Resources(self.store, clock, default_toleration_seconds)
         self.transport: Any = None
         self.hub = WatchHub(self._send)
         self.peers: dict[bytes, Peer] = {}
@@ -177,8 +178,11 @@ class APIServer:
         rid: Any = None
         try:
             msg = protocol.decode(frame, self.max_frame_bytes)
-            rid = protocol.field(msg, "id", int, required=True)
-            op = protocol.field(msg, "op", str, required=True)
+            rid = msg.get("id")
+            op = msg.get("op")
+            if rid.__class__ is not int or op.__class__ is not str:   # fast path above; field() words the error
+                rid = protocol.field(msg, "id", int, required=True)
+                op = protocol.field(msg, "op", str, required=True)
             if op == "hello":
                 return protocol.ok_reply(rid, self._op_hello(peer, msg))
             handler = self._handlers.get(op)
@@ -191,14 +195,14 @@ class APIServer:
                                f"(protocol {protocol.PROTOCOL_VERSION}) first",
                                [errors.cause("hello", "HelloRequired", "send hello first")])
             if op in MUTATING:
+                dedupe = self.dedupe
                 key = (p.session, rid)
-                cached = self.dedupe.get(key)
+                cached = dedupe.get(key)
                 if cached is not None:
                     return cached
-                reply = self._run(handler, peer, msg, rid)
-                self.dedupe[key] = reply
-                if len(self.dedupe) > DEDUPE_ENTRIES:
-                    self.dedupe.popitem(last=False)
+                reply = dedupe[key] = self._run(handler, peer, msg, rid)
+                if len(dedupe) > DEDUPE_ENTRIES:
+                    dedupe.popitem(last=False)
                 return reply
             return self._run(handler, peer, msg, rid)
         except APIError as e:

@@ -1,0 +1,1 @@
+"""The controller-manager's control loops (``manager.py`` runs them)."""
