@@ -158,7 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = r["state"] + (f"({r['exit_code']})" if r["state"] == "exited" else "")
         lines.append(f"{r['name']}\t{r['role']}\t{r['pid']}\t{state}\t{cpu}\t{rss}\t"
                      f"{_age(r['uptime_s']) if r['uptime_s'] else '-'}\t{r['restarts']}")
-    print(align(lines), end="")
+    print(align("\n".join(lines) + "\n"), end="")
     print(f"\n{ready}/{len(lab.nodes)} nodes Ready" + ("" if lab.running() else " (the lab is down)"))
     return 0
 
@@ -174,7 +174,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for lab in labs:
         lines.append(f"{'*' if lab['current'] else ''}\t{lab['name']}\t{lab['nodes']}\t"
                      f"{lab['profile']}\t{'running' if lab['running'] else 'down'}\t{lab['dir']}")
-    print(align(lines), end="")
+    print(align("\n".join(lines) + "\n"), end="")
     return 0
 
 
