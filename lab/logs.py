@@ -81,7 +81,7 @@ _FIXED = ("ts", "level", "lab", "component", "node", "pid", "event")
 
 def format_record(rec: dict[str, Any], color: bool = False) -> str:
     ts = str(rec.get("ts", ""))[11:26]
-    who = rec.get("node") or rec.get("component") or "?"
+    who = rec.get("node") or rec.get("component") or "?"   # the process that wrote it
     level = str(rec.get("level", "")).upper()[:4]
     rest = " ".join(f"{k}={v}" for k, v in rec.items() if k not in _FIXED and v is not None)
     line = f"{ts}  {who:<20} {level:<4} {rec.get('event', '')}"

@@ -252,7 +252,7 @@ class NodeLifecycleController:
                 if e.code == errors.CONFLICT:
                     return   # retried on the next pass with the informer's newer copy
                 raise
-            self.log.info("pod_marked_not_ready", kind="Pod", namespace=key[0], name=key[1], node=name)
+            self.log.info("pod_marked_not_ready", kind="Pod", namespace=key[0], name=key[1], nodeName=name)
             self.pod_events.event(pod, "Warning", "NodeNotReady", "Node is not ready")
         self.mark_not_ready.discard(name)
 
@@ -274,13 +274,13 @@ class NodeLifecycleController:
             elif self.scheduled.get(key, (None, None))[1] != when:
                 self.scheduled[key] = (name, when)
                 self.log.info("eviction_scheduled", kind="Pod", namespace=key[0], name=key[1],
-                              node=name, in_seconds=round(when - wall, 3))
+                              nodeName=name, in_seconds=round(when - wall, 3))
         for key, (node_name, _when) in list(self.scheduled.items()):
             if node_name == name and key not in wanted:
                 del self.scheduled[key]
                 pod = self.pods.get(key[1], key[0])
                 if pod is not None and not pod["metadata"].get("deletionTimestamp"):
-                    self.log.info("eviction_cancelled", kind="Pod", namespace=key[0], name=key[1], node=name)
+                    self.log.info("eviction_cancelled", kind="Pod", namespace=key[0], name=key[1], nodeName=name)
                     self.pod_events.event(pod, "Normal", "TaintManagerEviction",
                                           f"Cancelling deletion of Pod {key[0]}/{key[1]}")
 
@@ -294,7 +294,7 @@ class NodeLifecycleController:
                 raise
             return
         self.evicted.add(pod["metadata"].get("uid", ""))
-        self.log.info("pod_evicted", kind="Pod", namespace=ns, name=name, node=node)
+        self.log.info("pod_evicted", kind="Pod", namespace=ns, name=name, nodeName=node)
         self.pod_events.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {ns}/{name}")
 
     def status(self) -> dict[str, Any]:
