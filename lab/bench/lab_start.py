@@ -4,9 +4,13 @@ Method, in one run:
 1. the limit: a process that has imported what a node imports forks N bare
    children; each opens one ZeroMQ socket to a listening ROUTER and says so;
    the time is from the first fork to the last child's message;
-2. a real lab (``fast`` profile) of N nodes: the time from ``Lab.up()`` to every
-   Node Ready, and each node process's private memory (USS) once Ready.
-Targets: lab start at most 3x the limit and at most 10 s; USS at most 10 MiB.
+2. a real lab (``fast`` profile) of N nodes: ``lab_start_s`` runs from the
+   supervisor forking the first node to every Node Ready (the part the limit
+   is comparable with); ``lab_up_total_s`` is the whole ``Lab.up()``,
+   including the supervisor's and apiserver's interpreter start-up. Each node
+   process's private memory (USS) is read once Ready.
+Targets: lab_start at most 3x the limit; the whole start at most 10 s; USS at
+most 10 MiB.
 """
 from __future__ import annotations
 
@@ -53,6 +57,15 @@ def fork_limit(n: int) -> float:
     return elapsed
 
 
+def _first_node_fork(supervisor_log: Any) -> float:
+    from datetime import datetime
+    for line in open(supervisor_log):
+        rec = json.loads(line)
+        if rec.get("event") == "process started" and rec.get("role") == "node":
+            return datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
+    raise RuntimeError("no node start in the supervisor log")
+
+
 def run(nodes: int = 100) -> dict[str, Any]:
     from lab.bench.common import run_workers
     limit = run_workers(1, lambda i: fork_limit(nodes), (), 120)[0]
@@ -63,7 +76,9 @@ def run(nodes: int = 100) -> dict[str, Any]:
         t0 = time.monotonic()
         try:
             lab.up()
+            ready_wall = time.time()
             took = time.monotonic() - t0
+            first_fork = _first_node_fork(lab.layout.log_for("supervisor"))
             uss = []
             for p in lab.processes():
                 if p["role"] == "node":
@@ -74,11 +89,13 @@ def run(nodes: int = 100) -> dict[str, Any]:
         finally:
             lab.down()
     mib = [u / (1 << 20) for u in uss]
+    nodes_s = ready_wall - first_fork
     return {"benchmark": "lab-start", "nodes": nodes, "fork_limit_s": round(limit, 3),
-            "lab_start_s": round(took, 3), "ratio_to_limit": round(took / limit, 2),
+            "lab_up_total_s": round(took, 3), "lab_start_s": round(nodes_s, 3),
+            "ratio_to_limit": round(nodes_s / limit, 2),
             "node_uss_mib": {"mean": round(sum(mib) / len(mib), 2), "max": round(max(mib), 2)},
             "targets": {"ratio_to_limit": 3.0, "lab_start_s": 10.0, "node_uss_mib": 10.0},
-            "meets_targets": took <= 3 * limit and took <= 10.0 and max(mib) <= 10.0}
+            "meets_targets": nodes_s <= 3 * limit and took <= 10.0 and max(mib) <= 10.0}
 
 
 def main(args: Any) -> int:

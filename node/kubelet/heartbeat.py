@@ -1,0 +1,121 @@
+"""The node's heartbeats: registration, the Lease and NodeStatus.
+
+Contract (the kubelet's ``registerWithAPIServer``, ``nodelease`` controller
+and ``updateNodeStatus``)
+----------------------------------------------------------------------------
+* ``register()`` creates the Node, or adopts an existing one by posting its
+  status; raises APIError if the apiserver cannot be reached.
+* ``run_due(now)`` does what is due at monotonic time ``now``: register if
+  not yet registered (or if the Node vanished), renew the Lease every
+  ``node_lease_renew_interval`` stretched by up to ``jitter``, compute the
+  status every ``node_status_update_frequency`` and post it when it changed
+  (ignoring heartbeat times) or when ``node_status_report_frequency`` has
+  passed. A failure is logged and retried after a quarter of the renew
+  interval; it never raises.
+* ``next_due()`` is the monotonic time of the next due work.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from emulator.api import errors
+from emulator.api.errors import APIError
+from emulator.client import Client
+from emulator.events import EventRecorder
+from emulator.profiles import Profile
+from node.kubelet import lease, node_status
+
+
+class NodeHeartbeat:
+    def __init__(self, client: Client, profile: Profile, cfg: node_status.NodeConfig, *,
+                 boot_id: str, clock: Callable[[], float], wall: Callable[[], float],
+                 rng: random.Random, recorder: EventRecorder, log: Any) -> None:
+        self.client = client
+        self.profile = profile
+        self.cfg = cfg
+        self.boot_id = boot_id
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng
+        self.recorder = recorder
+        self.log = log
+        self.node: dict | None = None
+        self.posted: dict | None = None   # the status last posted
+        self.registered = False
+        self.next_lease = 0.0
+        self.next_status = 0.0
+        self.last_post = -1e18
+        self.retry = profile.node_lease_renew_interval / 4
+
+    def node_ref(self) -> dict:
+        return {"kind": "Node", "apiVersion": "v1",
+                "metadata": {"name": self.cfg.name, "uid": self.cfg.name}}
+
+    def register(self) -> None:
+        wall = self.wall()
+        try:
+            self.node = self.client.create(node_status.build_node(self.cfg, wall, self.boot_id))
+            self.log.info("node_registered", kind="Node", name=self.cfg.name)
+        except APIError as e:
+            if e.code != errors.ALREADY_EXISTS:
+                raise
+            existing = self.client.get("Node", self.cfg.name)
+            status = node_status.node_status(self.cfg, wall, existing.get("status"), self.boot_id)
+            self.node = self.client.patch("Node", self.cfg.name, {"status": status},
+                                          subresource="status")
+            self.log.info("node_adopted", kind="Node", name=self.cfg.name)
+        self.posted = self.node.get("status")
+        now = self.clock()
+        self.last_post = now
+        self.registered = True
+        self.next_status = now + self.profile.node_status_update_frequency
+        self.recorder.event(self.node_ref(), "Normal", "NodeReady",
+                            f"Node {self.cfg.name} status is now: NodeReady")
+
+    def next_due(self) -> float:
+        return min(self.next_lease, self.next_status)
+
+    def run_due(self, now: float) -> None:
+        if now >= self.next_status or not self.registered:
+            try:
+                if not self.registered:
+                    self.register()
+                else:
+                    self._update_status(now)
+            except APIError as e:
+                if e.code == errors.NOT_FOUND:
+                    self.registered = False   # the Node was deleted: register again
+                self.next_status = now + self.retry
+                self.log.warning("node_status_update_failed", kind="Node", name=self.cfg.name,
+                                 code=e.code, error=e.message)
+        if now >= self.next_lease:
+            try:
+                self.renew_lease(now)
+            except APIError as e:
+                self.next_lease = now + self.retry
+                self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
+                                 name=self.cfg.name, code=e.code, error=e.message)
+
+    def _update_status(self, now: float) -> None:
+        self.next_status = now + self.profile.node_status_update_frequency
+        status = node_status.node_status(self.cfg, self.wall(), self.posted, self.boot_id)
+        if node_status.status_changed(status, self.posted) or \
+                now - self.last_post >= self.profile.node_status_report_frequency:
+            self.node = self.client.patch("Node", self.cfg.name, {"status": status},
+                                          subresource="status")
+            self.posted = self.node.get("status")
+            self.last_post = now
+
+    def renew_lease(self, now: float) -> None:
+        spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
+        try:
+            self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
+        except APIError as e:
+            if e.code != errors.NOT_FOUND:
+                raise
+            uid = ((self.node or {}).get("metadata") or {}).get("uid")
+            self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
+                                                 self.wall()))
+        self.next_lease = now + lease.renew_interval(self.profile.node_lease_renew_interval,
+                                                     self.profile.jitter, self.rng)

@@ -1,0 +1,372 @@
+"""The kubelet component: one node's agent.
+
+Contract
+--------
+* ``start()`` registers the Node (create; if it exists, adopt it by updating
+  its status), creates or renews the Lease, and starts an Informer on this
+  node's pods only (``spec.nodeName=<node>``). It may raise APIError.
+* ``step(timeout)`` is one loop turn (the kubelet's ``syncLoopIteration``):
+  wait for watch events up to the next timer, hand them to the informer, let
+  the runtime advance (``tick``), then do what is due: renew the Lease every
+  ``node_lease_renew_interval`` (jittered), compute NodeStatus every
+  ``node_status_update_frequency`` and post it when it changed or every
+  ``node_status_report_frequency``, resync every pod every
+  ``kubelet_sync_frequency``, and sync each pod that an event, a runtime
+  change or a back-off expiry made dirty. It never raises for a lost
+  apiserver: the work is retried on a later turn.
+* Syncing a pod: admit it (or reject: phase Failed, ``OutOfcpu`` ...), create
+  its sandbox (pod IP from the node's ``pod_cidr``), start containers,
+  restart them with CrashLoopBackOff, and post the status through the status
+  subresource only when it changed. A pod with ``deletionTimestamp`` has its
+  containers stopped within its grace period, then its deletion is confirmed
+  with a grace-0 delete. Containers of pods that no longer exist are removed.
+* The runtime's ``list_*`` are the source of truth: a kubelet started on a
+  node root where another left containers adopts them and starts no duplicates.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import time
+import uuid
+from typing import Any, Callable
+
+from emulator import logging as klog
+from emulator.api import errors
+from emulator.api.errors import APIError
+from emulator.client import Client
+from emulator.events import EventRecorder
+from emulator.informer import Informer
+from emulator.process import StopFlag, die_with_parent
+from emulator.profiles import Profile, get_profile
+from node.kubelet import admission, ipam, node_status, sync
+from node.kubelet.backoff import Backoff
+from node.kubelet.heartbeat import NodeHeartbeat
+from node.runtime.fake import FakeRuntime
+from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerStatus, PodSandbox,
+                                    Runtime)
+
+COMPONENT = "kubelet"
+
+
+class Kubelet:
+    def __init__(self, client: Client, profile: Profile, node_name: str, *, root_dir: str,
+                 runtime: Runtime | None = None, zone: str = "", cpu: str = "4",
+                 memory: str = "16Gi", pods: int = 110, ephemeral_storage: str = "100Gi",
+                 node_ip: str = "127.0.0.1", pod_cidr: str | None = None,
+                 node_index: int | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.profile = profile
+        self.node_name = node_name
+        self.root_dir = root_dir
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng or random.Random()
+        if pod_cidr is None and node_index is not None:
+            pod_cidr = ipam.pod_cidr_for_index(node_index)
+        self.runtime: Runtime = runtime or FakeRuntime(
+            profile, clock=clock, wall=wall,
+            state_path=os.path.join(root_dir, "var", "lib", "kemu", "runtime.json"))
+        self.cfg = node_status.NodeConfig(
+            name=node_name, zone=zone, cpu=cpu, memory=memory, pods=pods,
+            ephemeral_storage=ephemeral_storage, node_ip=node_ip, pod_cidr=pod_cidr or "",
+            runtime_version=self.runtime.version)
+        self.log = klog.get_logger()
+        self.recorder = EventRecorder(client, COMPONENT, node_name, clock=wall)
+        self.backoff = Backoff(profile.crashloop_backoff_initial, profile.crashloop_backoff_max,
+                               profile.crashloop_backoff_reset)
+        self.boot_id = str(uuid.uuid4())
+        self.informer: Informer | None = None
+        self.heartbeat = NodeHeartbeat(client, profile, self.cfg, boot_id=self.boot_id, clock=clock,
+                                       wall=wall, rng=self.rng, recorder=self.recorder, log=self.log)
+        self.admitted: dict[str, dict] = {}      # uid -> pod, non-terminal pods admitted here
+        self.rejected: set[str] = set()
+        self.finished: set[str] = set()          # uids this kubelet drove to Succeeded/Failed
+        self.posted: dict[str, dict] = {}        # uid -> last status we posted
+        self.dirty: set[tuple[str, str]] = set()  # (namespace, name)
+        self.wakeups: list[tuple[float, str, str]] = []   # (monotonic, ns, name)
+        self.confirmed: set[str] = set()         # uids whose deletion we confirmed
+        self.stopping: set[str] = set()          # container ids asked to stop
+        self.next_resync = 0.0
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> None:
+        self.recorder.event(self.heartbeat.node_ref(), "Normal", "Starting", "Starting kubelet.")
+        self.heartbeat.register()
+        self.heartbeat.renew_lease(self.clock())
+        self.informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={self.node_name}",
+                                 clock=self.clock)
+        self.informer.add_event_handler(self._on_pod, lambda _o, n: self._on_pod(n), self._on_pod_deleted)
+        self.informer.start()
+        now = self.clock()
+        self.next_resync = now + self.profile.kubelet_sync_frequency
+        self._adopt()
+        self.log.info("kubelet_started", node_name=self.node_name, pods=len(self.informer.cache))
+
+    def step(self, timeout: float) -> None:
+        now = self.clock()
+        wait = max(0.0, min(timeout, self._next_due(now) - now))
+        try:
+            self.client.poll(wait)
+        except APIError as e:
+            self.log.warning("poll_failed", error=e.message)
+        if self.informer is not None:
+            try:
+                self.informer.process()
+            except APIError as e:
+                self.log.warning("informer_failed", error=e.message)
+        now = self.clock()
+        for uid in self.runtime.tick(now):
+            self._mark_uid(uid)
+        while self.wakeups and self.wakeups[0][0] <= now:
+            _t, ns, name = heapq.heappop(self.wakeups)
+            self.dirty.add((ns, name))
+        self.heartbeat.run_due(now)
+        if now >= self.next_resync and self.informer is not None:
+            self.next_resync = now + self.profile.kubelet_sync_frequency
+            self.dirty.update(self.informer.cache.keys())
+            self._cleanup_orphans()
+        self._sync_dirty()
+
+    def _next_due(self, now: float) -> float:
+        due = [self.heartbeat.next_due(), self.next_resync]
+        rt = self.runtime.next_event(now)
+        if rt is not None:
+            due.append(rt)
+        if self.wakeups:
+            due.append(self.wakeups[0][0])
+        if self.dirty:
+            due.append(now)
+        return min(due)
+
+    # -- pods ---------------------------------------------------------------
+    def _on_pod(self, pod: dict) -> None:
+        md = pod.get("metadata") or {}
+        self.dirty.add((md.get("namespace") or "", md.get("name", "")))
+
+    def _on_pod_deleted(self, pod: dict) -> None:
+        self._on_pod(pod)
+        self.confirmed.discard((pod.get("metadata") or {}).get("uid", ""))
+
+    def _mark_uid(self, uid: str) -> None:
+        for sb in self.runtime.list_pod_sandboxes():
+            if sb.pod_uid == uid:
+                self.dirty.add((sb.namespace, sb.name))
+                return
+
+    def _adopt(self) -> None:
+        """After a restart: pods with containers in the runtime are already admitted."""
+        assert self.informer is not None
+        uids = {sb.pod_uid for sb in self.runtime.list_pod_sandboxes()}
+        for pod in sorted(self.informer.list(), key=lambda p: p["metadata"].get("creationTimestamp", "")):
+            uid = pod["metadata"].get("uid")
+            if uid in uids and (pod.get("status") or {}).get("phase") not in sync.TERMINAL:
+                self.admitted[uid] = pod
+        self._cleanup_orphans()
+
+    def _cleanup_orphans(self) -> None:
+        assert self.informer is not None
+        live = {p["metadata"].get("uid") for p in self.informer.list()}
+        for sb in self.runtime.list_pod_sandboxes():
+            if sb.pod_uid not in live:
+                self.log.info("orphan_sandbox_removed", namespace=sb.namespace, name=sb.name, uid=sb.pod_uid)
+                self.runtime.remove_pod_sandbox(sb.id)
+                self._forget(sb.pod_uid)
+
+    def _forget(self, uid: str) -> None:
+        self.admitted.pop(uid, None)
+        self.posted.pop(uid, None)
+        self.rejected.discard(uid)
+        self.finished.discard(uid)
+        self.backoff.forget(uid)
+
+    def _sync_dirty(self) -> None:
+        # Oldest pods first, as the kubelet admits them (HandlePodAdditions sorts by creation time).
+        keys, self.dirty = sorted(self.dirty, key=self._creation_order), set()
+        for ns, name in keys:
+            try:
+                self._sync_pod(ns, name)
+            except APIError as e:
+                if e.code in (errors.UNAVAILABLE, errors.TIMEOUT, errors.CONFLICT):
+                    self.dirty.add((ns, name))   # retried on a later turn
+                self.log.warning("pod_sync_failed", kind="Pod", namespace=ns, name=name,
+                                 code=e.code, error=e.message)
+            except Exception:   # one pod's failure must not stop the others (pod workers)
+                self.log.exception("pod_sync_error", kind="Pod", namespace=ns, name=name)
+
+    def _creation_order(self, key: tuple[str, str]) -> tuple[str, str, str]:
+        pod = self.informer.get(key[1], key[0]) if self.informer is not None else None
+        return ((pod or {}).get("metadata", {}).get("creationTimestamp") or "", *key)
+
+    def _runtime_state(self, uid: str) -> tuple[PodSandbox | None, list[ContainerStatus]]:
+        sandboxes = [s for s in self.runtime.list_pod_sandboxes() if s.pod_uid == uid]
+        sandbox = max(sandboxes, key=lambda s: s.created_at) if sandboxes else None
+        return sandbox, [c for c in self.runtime.list_containers() if c.pod_uid == uid]
+
+    def _sync_pod(self, ns: str, name: str) -> None:
+        assert self.informer is not None
+        pod = self.informer.get(name, ns)
+        if pod is None:
+            self._cleanup_orphans()
+            return
+        uid = pod["metadata"].get("uid", "")
+        if uid in self.confirmed:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self._terminate(pod)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if uid in self.rejected or uid in self.finished:
+            return
+        if uid not in self.admitted:
+            if phase in sync.TERMINAL:
+                return
+            sandbox, _ = self._runtime_state(uid)
+            if sandbox is None:
+                others = [p for u, p in self.admitted.items() if u != uid]
+                verdict = admission.admit(pod, others, self.cfg.resources())
+                if not verdict.admit:
+                    self._reject(pod, verdict)
+                    return
+        self.admitted[uid] = pod
+        sandbox, containers = self._runtime_state(uid)
+        wall = self.wall()
+        actions = sync.compute_pod_actions(pod, containers, sandbox, wall, self.backoff)
+        if actions.create_sandbox:
+            sandbox_id = self.runtime.run_pod_sandbox(
+                pod, ipam.allocate(self.cfg.pod_cidr, (s.ip for s in self.runtime.list_pod_sandboxes()
+                                                  if s.state == SANDBOX_READY)))
+            sandbox = next(s for s in self.runtime.list_pod_sandboxes() if s.id == sandbox_id)
+        for spec_c, attempt in actions.start:
+            self._start_container(pod, sandbox, spec_c, attempt, containers)
+        for cname, (reason, message) in actions.waiting.items():
+            self.recorder.event(pod, "Warning", "BackOff", "Back-off restarting failed container "
+                                f"{cname} in pod {sync.pod_ref(pod)}")
+        if actions.wake_at is not None:
+            heapq.heappush(self.wakeups, (self.clock() + max(0.0, actions.wake_at - wall), ns, name))
+        sandbox, containers = self._runtime_state(uid)
+        status = sync.compute_pod_status(pod, containers, sandbox, wall, waiting=actions.waiting,
+                                         host_ip=self.cfg.node_ip, runtime_name=self.runtime.name)
+        self._post_status(pod, status)
+        if status["phase"] in sync.TERMINAL:
+            # A finished pod's containers never run again: stop its sandbox so the
+            # pod IP goes back to the pool (the status keeps podIP, as in Kubernetes).
+            self.admitted.pop(uid, None)
+            self.finished.add(uid)
+            if sandbox is not None:
+                self.runtime.stop_pod_sandbox(sandbox.id)
+
+    def _start_container(self, pod: dict, sandbox: PodSandbox, spec_c: dict, attempt: int,
+                         existing: list[ContainerStatus]) -> None:
+        uid = pod["metadata"].get("uid", "")
+        cname = spec_c.get("name", "")
+        if attempt > 0:
+            prev = [c for c in existing if c.name == cname and c.state == EXITED]
+            finished = max((c.finished_at or 0.0) for c in prev) if prev else self.wall()
+            self.backoff.next((uid, cname), finished, self.wall())
+            for c in prev:   # keep only the last terminated instance (for lastState)
+                if c.attempt < attempt - 1:
+                    self.runtime.remove_container(c.id)
+        image = spec_c.get("image", "")
+        if attempt == 0:
+            self.recorder.event(pod, "Normal", "Pulled",
+                                f'Container image "{image}" already present on machine')
+        cid = self.runtime.create_container(sandbox.id, pod, spec_c, attempt)
+        self.recorder.event(pod, "Normal", "Created", f"Created container: {cname}")
+        self.runtime.start_container(cid)
+        self.recorder.event(pod, "Normal", "Started", f"Started container {cname}")
+        self.log.info("container_started", kind="Pod", namespace=pod["metadata"].get("namespace"),
+                      name=pod["metadata"].get("name"), container=cname, attempt=attempt)
+
+    def _post_status(self, pod: dict, status: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        if status == pod.get("status") or status == self.posted.get(uid):
+            return
+        obj = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
+                            "uid": uid},
+               "status": status}
+        try:
+            self.client.update_status(obj)
+        except APIError as e:
+            if e.code == errors.NOT_FOUND:
+                return
+            raise
+        self.posted[uid] = status
+
+    def _reject(self, pod: dict, verdict: admission.Admission) -> None:
+        uid = pod["metadata"].get("uid", "")
+        self.rejected.add(uid)
+        self.recorder.event(pod, "Warning", verdict.reason, verdict.message)
+        self.log.info("pod_rejected", kind="Pod", namespace=pod["metadata"].get("namespace"),
+                      name=pod["metadata"].get("name"), reason=verdict.reason)
+        self._post_status(pod, sync.rejected_status(pod, verdict.reason, verdict.message))
+
+    def _terminate(self, pod: dict) -> None:
+        md = pod["metadata"]
+        uid = md.get("uid", "")
+        grace = md.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        sandbox, containers = self._runtime_state(uid)
+        running = [c for c in containers if c.state != EXITED]
+        stopping = self.stopping
+        for c in running:
+            if c.id not in stopping:
+                stopping.add(c.id)
+                if c.state == RUNNING:
+                    self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c.name}")
+                self.runtime.stop_container(c.id, float(grace))
+        sandbox, containers = self._runtime_state(uid)
+        if any(c.state != EXITED for c in containers):
+            return   # the runtime's tick tells us when they exit
+        if sandbox is not None and (pod.get("status") or {}).get("phase") not in sync.TERMINAL:
+            status = sync.compute_pod_status(pod, containers, sandbox, self.wall(),
+                                             host_ip=self.cfg.node_ip, runtime_name=self.runtime.name,
+                                             terminating_done=True)
+            self._post_status(pod, status)
+        for sb in [s for s in self.runtime.list_pod_sandboxes() if s.pod_uid == uid]:
+            self.runtime.remove_pod_sandbox(sb.id)
+        stopping.difference_update(c.id for c in containers)
+        try:
+            self.client.delete("Pod", md["name"], md.get("namespace"), grace_period_seconds=0)
+        except APIError as e:
+            if e.code != errors.NOT_FOUND:
+                raise
+        self.confirmed.add(uid)
+        self._forget(uid)
+        self.log.info("pod_deletion_confirmed", kind="Pod", namespace=md.get("namespace"),
+                      name=md.get("name"), uid=uid)
+
+
+def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str = "",
+        cpu: str = "4", memory: str = "16Gi", pods: int = 110, log_path: str | None = None,
+        lab: str | None = None, stop: Any = None, *, node_ip: str = "127.0.0.1",
+        pod_cidr: str | None = None, node_index: int | None = None,
+        ephemeral_storage: str = "100Gi") -> int:
+    """The node process's entry: configure logging, connect, run the kubelet until stopped."""
+    die_with_parent()
+    klog.configure(COMPONENT, node=node_name, lab=lab, path=log_path)
+    log = klog.get_logger()
+    stop = stop if stop is not None else StopFlag()
+    profile = get_profile(profile_name)
+    client = Client(server, component=COMPONENT, node=node_name)
+    kubelet = Kubelet(client, profile, node_name, root_dir=root_dir, zone=zone, cpu=cpu,
+                      memory=memory, pods=pods, ephemeral_storage=ephemeral_storage,
+                      node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index)
+    try:
+        while not stop:
+            try:
+                kubelet.start()
+                break
+            except APIError as e:
+                log.warning("kubelet_start_failed", error=e.message)
+                time.sleep(min(1.0, profile.node_lease_renew_interval))
+        while not stop:
+            kubelet.step(0.1)
+    finally:
+        log.info("kubelet_stopped")
+        client.close()
+    return 0

@@ -1,0 +1,353 @@
+"""The fake runtime: simulated containers whose life is set by pod annotations.
+
+Contract
+--------
+Containers are records in memory, driven by the injected monotonic ``clock``
+(``tick(now)`` moves them along; nothing happens between ticks). Reported
+times are wall-clock (``wall``). KWOK's stages are the model: each container
+goes created -> running -> (exited), and the pod's annotations choose when.
+
+Annotations (on the pod; ``kemu.io/<key>.<container>`` overrides
+``kemu.io/<key>`` for one container; durations are Go-style: ``500ms``,
+``2s``, ``1m30s``, or a bare number of seconds):
+
+``kemu.io/start-delay``        time from ``start_container`` to running (default 0).
+``kemu.io/run-duration``       the container exits this long after it started
+                               (default: it runs until stopped).
+``kemu.io/exit-code``          the exit code when it exits by itself (default 0;
+                               0 is reason Completed, anything else Error).
+``kemu.io/crash-on-start``     ``"true"``: exits with code 1 (Error) as soon as it starts.
+``kemu.io/ready-delay``        time from running to ready (default 0).
+``kemu.io/never-ready``        ``"true"``: running but never ready.
+``kemu.io/cpu-usage``          reported CPU usage while running, e.g. ``250m`` (default 0).
+``kemu.io/memory-usage``       reported memory usage while running, e.g. ``64Mi`` (default 0).
+``kemu.io/termination-delay``  how long it takes to stop after ``stop_container``
+                               (default 0: immediate), capped by the grace period.
+                               Stopped within the grace period: exit 0, Completed;
+                               still running when the grace period ends: exit 137, Error.
+
+Default: a container runs until it is stopped. A pod whose
+``metadata.ownerReferences`` include ``kind: Job`` and that has no
+``run-duration`` completes with exit code 0 after ``profile.job_completion_delay``.
+
+Persistence: with ``state_path`` (the kubelet passes
+``<root>/var/lib/kemu/runtime.json``) every change is written atomically to a
+small JSON file and loaded on construction, so a restarted kubelet process
+finds (and adopts) the containers it left running. Monotonic times are stored
+as they are: CLOCK_MONOTONIC is shared by every process on the machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from emulator.api.quantity import cpu_millis, memory_bytes
+from emulator.profiles import Profile
+from node.runtime.interface import (CREATED, EXITED, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
+                                    LABEL_POD_NAMESPACE, LABEL_POD_UID, RUNNING,
+                                    SANDBOX_NOTREADY, SANDBOX_READY, ContainerStatus,
+                                    PodSandbox)
+
+PREFIX = "kemu.io/"
+KILLED_EXIT_CODE = 137
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("1m30s", "500ms") or a bare number of seconds."""
+    s = str(text).strip()
+    try:
+        return max(0.0, float(s))
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
+
+def annotation(pod: dict, key: str, container: str | None = None) -> str | None:
+    """``kemu.io/<key>.<container>`` if set, else ``kemu.io/<key>``."""
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    if container is not None:
+        v = ann.get(f"{PREFIX}{key}.{container}")
+        if v is not None:
+            return str(v)
+    v = ann.get(PREFIX + key)
+    return None if v is None else str(v)
+
+
+def is_job_pod(pod: dict) -> bool:
+    return any(isinstance(r, dict) and r.get("kind") == "Job"
+               for r in (pod.get("metadata") or {}).get("ownerReferences") or ())
+
+
+@dataclass
+class Behaviour:
+    """What one container will do, read from its pod's annotations."""
+    start_delay: float = 0.0
+    run_duration: float | None = None
+    exit_code: int = 0
+    crash_on_start: bool = False
+    ready_delay: float = 0.0
+    never_ready: bool = False
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    termination_delay: float = 0.0
+
+
+def behaviour_for(pod: dict, container: str, profile: Profile) -> Behaviour:
+    """Parse the annotations; a malformed value falls back to the default."""
+    b = Behaviour()
+
+    def get(key: str, parse: Callable[[str], Any], default: Any) -> Any:
+        raw = annotation(pod, key, container)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError):
+            return default
+
+    truth = lambda s: s.strip().lower() == "true"  # noqa: E731
+    b.start_delay = get("start-delay", parse_duration, 0.0)
+    b.run_duration = get("run-duration", parse_duration, None)
+    b.exit_code = get("exit-code", int, 0)
+    b.crash_on_start = get("crash-on-start", truth, False)
+    b.ready_delay = get("ready-delay", parse_duration, 0.0)
+    b.never_ready = get("never-ready", truth, False)
+    b.cpu_millis = get("cpu-usage", cpu_millis, 0)
+    b.memory_bytes = get("memory-usage", memory_bytes, 0)
+    b.termination_delay = get("termination-delay", parse_duration, 0.0)
+    if b.run_duration is None and is_job_pod(pod) and not b.crash_on_start:
+        b.run_duration = profile.job_completion_delay
+    return b
+
+
+@dataclass
+class _Container:
+    status: ContainerStatus
+    behaviour: Behaviour
+    start_due: float | None = None   # monotonic: when it starts running
+    started: float | None = None     # monotonic
+    exit_due: float | None = None    # monotonic
+    exit_code_due: int = 0
+    ready_due: float | None = None   # monotonic
+
+
+@dataclass
+class _State:
+    sandboxes: dict[str, PodSandbox] = field(default_factory=dict)
+    containers: dict[str, _Container] = field(default_factory=dict)
+
+
+class FakeRuntime:
+    name = "fake"
+    version = "fake://0.1"
+
+    def __init__(self, profile: Profile, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, state_path: str | None = None) -> None:
+        self.profile = profile
+        self.clock = clock
+        self.wall = wall
+        self.state_path = state_path
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]
+        self.state = _State()
+        if state_path:
+            self._load()
+
+    # -- helpers ------------------------------------------------------------
+    def _new_id(self) -> str:
+        return hashlib.sha256(f"{self._prefix}-{next(self._ids)}".encode()).hexdigest()[:32]
+
+    def _wall_of(self, mono: float) -> float:
+        return self.wall() - (self.clock() - mono)
+
+    @staticmethod
+    def _pod_labels(pod: dict) -> dict[str, str]:
+        md = pod.get("metadata") or {}
+        return {LABEL_POD_UID: md.get("uid", ""), LABEL_POD_NAMESPACE: md.get("namespace", ""),
+                LABEL_POD_NAME: md.get("name", "")}
+
+    # -- sandboxes ----------------------------------------------------------
+    def run_pod_sandbox(self, pod: dict, ip: str = "") -> str:
+        labels = self._pod_labels(pod)
+        sid = self._new_id()
+        self.state.sandboxes[sid] = PodSandbox(
+            id=sid, pod_uid=labels[LABEL_POD_UID], namespace=labels[LABEL_POD_NAMESPACE],
+            name=labels[LABEL_POD_NAME], state=SANDBOX_READY, created_at=self.wall(), ip=ip,
+            labels=labels)
+        self._save()
+        return sid
+
+    def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        sb = self.state.sandboxes[sandbox_id]
+        for c in self.state.containers.values():
+            if c.status.sandbox_id == sandbox_id and c.status.state != EXITED:
+                self._exit(c, self.clock(), KILLED_EXIT_CODE if c.status.state == RUNNING else 0)
+        sb.state = SANDBOX_NOTREADY
+        self._save()
+
+    def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        if sandbox_id in self.state.sandboxes:
+            self.stop_pod_sandbox(sandbox_id)
+        self.state.sandboxes.pop(sandbox_id, None)
+        for cid in [k for k, c in self.state.containers.items() if c.status.sandbox_id == sandbox_id]:
+            del self.state.containers[cid]
+        self._save()
+
+    # -- containers ---------------------------------------------------------
+    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int) -> str:
+        sb = self.state.sandboxes[sandbox_id]
+        name = container.get("name", "")
+        image = container.get("image", "")
+        cid = self._new_id()
+        labels = dict(sb.labels, **{LABEL_CONTAINER_NAME: name})
+        st = ContainerStatus(
+            id=cid, sandbox_id=sandbox_id, pod_uid=sb.pod_uid, namespace=sb.namespace,
+            pod_name=sb.name, name=name, attempt=attempt, image=image,
+            image_id="sha256:" + hashlib.sha256(image.encode()).hexdigest(),
+            state=CREATED, created_at=self.wall(), labels=labels)
+        self.state.containers[cid] = _Container(st, behaviour_for(pod, name, self.profile))
+        self._save()
+        return cid
+
+    def start_container(self, container_id: str) -> None:
+        c = self.state.containers[container_id]
+        if c.status.state != CREATED or c.start_due is not None:
+            raise RuntimeError(f"container {container_id} is {c.status.state}, not created")
+        c.start_due = self.clock() + c.behaviour.start_delay
+        self._advance(c, self.clock())
+        self._save()
+
+    def stop_container(self, container_id: str, grace_seconds: float) -> None:
+        c = self.state.containers[container_id]
+        now = self.clock()
+        if c.status.state == EXITED:
+            return
+        if c.status.state == CREATED:
+            self._exit(c, now, 0)
+        else:
+            delay = c.behaviour.termination_delay
+            grace = max(0.0, float(grace_seconds))
+            due = now + min(delay, grace)
+            code = 0 if delay <= grace else KILLED_EXIT_CODE
+            if c.exit_due is None or due < c.exit_due:
+                c.exit_due, c.exit_code_due = due, code
+            self._advance(c, now)
+        self._save()
+
+    def remove_container(self, container_id: str) -> None:
+        if self.state.containers.pop(container_id, None) is not None:
+            self._save()
+
+    def list_pod_sandboxes(self) -> list[PodSandbox]:
+        return list(self.state.sandboxes.values())
+
+    def list_containers(self) -> list[ContainerStatus]:
+        return [c.status for c in self.state.containers.values()]
+
+    # -- simulated time -----------------------------------------------------
+    def tick(self, now: float) -> set[str]:
+        changed: set[str] = set()
+        for c in self.state.containers.values():
+            if self._advance(c, now):
+                changed.add(c.status.pod_uid)
+        if changed:
+            self._save()
+        return changed
+
+    def next_event(self, now: float) -> float | None:
+        best: float | None = None
+        for c in self.state.containers.values():
+            st = c.status.state
+            for due in ((c.start_due if st == CREATED else None),
+                        (c.exit_due if st == RUNNING else None),
+                        (c.ready_due if st == RUNNING and not c.status.ready else None)):
+                if due is not None and (best is None or due < best):
+                    best = due
+        return best
+
+    def _exit(self, c: _Container, at: float, code: int) -> None:
+        st = c.status
+        st.state = EXITED
+        st.exit_code = code
+        st.reason = "Completed" if code == 0 else "Error"
+        st.finished_at = self._wall_of(at)
+        if st.started_at is None:
+            st.started_at = st.finished_at
+        st.ready = False
+        st.cpu_millis = st.memory_bytes = 0
+
+    def _advance(self, c: _Container, now: float) -> bool:
+        """Move one container along its stages up to ``now``; True if it changed."""
+        st, b = c.status, c.behaviour
+        changed = False
+        if st.state == CREATED and c.start_due is not None and now >= c.start_due:
+            c.started = c.start_due
+            st.state = RUNNING
+            st.started_at = self._wall_of(c.started)
+            st.cpu_millis, st.memory_bytes = b.cpu_millis, b.memory_bytes
+            changed = True
+            if b.crash_on_start:
+                c.exit_due, c.exit_code_due = c.started, 1
+            elif b.run_duration is not None and c.exit_due is None:
+                c.exit_due, c.exit_code_due = c.started + b.run_duration, b.exit_code
+            if not b.never_ready:
+                c.ready_due = c.started + b.ready_delay
+        if st.state == RUNNING and c.exit_due is not None and now >= c.exit_due:
+            self._exit(c, c.exit_due, c.exit_code_due)
+            return True
+        if st.state == RUNNING and not st.ready and c.ready_due is not None and now >= c.ready_due:
+            st.ready = True
+            changed = True
+        return changed
+
+    # -- persistence --------------------------------------------------------
+    def _save(self) -> None:
+        if not self.state_path:
+            return
+        data = {"version": 1,
+                "sandboxes": [asdict(s) for s in self.state.sandboxes.values()],
+                "containers": [{"status": asdict(c.status), "behaviour": asdict(c.behaviour),
+                                "start_due": c.start_due, "started": c.started,
+                                "exit_due": c.exit_due, "exit_code_due": c.exit_code_due,
+                                "ready_due": c.ready_due}
+                               for c in self.state.containers.values()]}
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        assert self.state_path
+        try:
+            with open(self.state_path) as f:
+                data = json.load(f)
+            for s in data.get("sandboxes", ()):
+                self.state.sandboxes[s["id"]] = PodSandbox(**s)
+            for c in data.get("containers", ()):
+                self.state.containers[c["status"]["id"]] = _Container(
+                    ContainerStatus(**c["status"]), Behaviour(**c["behaviour"]),
+                    c.get("start_due"), c.get("started"), c.get("exit_due"),
+                    c.get("exit_code_due", 0), c.get("ready_due"))
+        except FileNotFoundError:
+            return
+        except (ValueError, TypeError, KeyError, OSError):
+            # A torn or foreign file: start empty rather than crash the node.
+            self.state = _State()

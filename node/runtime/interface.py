@@ -1,0 +1,94 @@
+"""The runtime interface every kemu runtime implements (fake, process, docker).
+
+Contract (after the CRI's RuntimeService)
+-----------------------------------------
+* A pod runs in a sandbox: ``run_pod_sandbox(pod, ip="") -> sandbox_id``;
+  ``stop_pod_sandbox(id)`` stops every container in it at once;
+  ``remove_pod_sandbox(id)`` forgets the sandbox and its containers.
+* ``create_container(sandbox_id, pod, container, attempt) -> container_id``
+  then ``start_container(container_id)``. ``attempt`` is the restart count
+  (the CRI's ``ContainerMetadata.attempt``); the kubelet never creates two
+  containers with the same (pod uid, name, attempt).
+* ``stop_container(id, grace_seconds)`` asks the container to stop; it may
+  keep running up to ``grace_seconds`` and is then killed.
+  ``remove_container(id)`` forgets an exited container.
+* ``list_pod_sandboxes()`` and ``list_containers()`` are the source of truth.
+  Every sandbox and container carries labels (``LABEL_POD_UID``,
+  ``LABEL_POD_NAMESPACE``, ``LABEL_POD_NAME``, ``LABEL_CONTAINER_NAME``, the
+  CRI's own label keys), so a restarted kubelet adopts what is already running
+  and never starts duplicates.
+* ``tick(now) -> set of pod uids`` advances a runtime that simulates time (a
+  no-op for real ones) and returns the pods whose containers changed;
+  ``next_event(now)`` is the monotonic time of its next scheduled change, or
+  None, so the kubelet can sleep exactly until then.
+* Times in ``ContainerStatus`` (``created_at``, ``started_at``,
+  ``finished_at``) are wall-clock epoch seconds, ready for RFC 3339.
+* Methods raise ``KeyError`` for an unknown id and ``RuntimeError`` for an
+  impossible request (starting a container twice).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+LABEL_POD_UID = "io.kubernetes.pod.uid"
+LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
+LABEL_POD_NAME = "io.kubernetes.pod.name"
+LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+
+# ContainerStatus.state values (CRI ContainerState without the CONTAINER_ prefix)
+CREATED, RUNNING, EXITED, UNKNOWN = "created", "running", "exited", "unknown"
+# PodSandbox.state values
+SANDBOX_READY, SANDBOX_NOTREADY = "ready", "notready"
+
+
+@dataclass
+class PodSandbox:
+    id: str
+    pod_uid: str
+    namespace: str
+    name: str
+    state: str                 # ready | notready
+    created_at: float          # wall clock
+    ip: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerStatus:
+    id: str
+    sandbox_id: str
+    pod_uid: str
+    namespace: str
+    pod_name: str
+    name: str
+    attempt: int
+    image: str
+    image_id: str
+    state: str                 # created | running | exited | unknown
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""           # Completed | Error | OOMKilled when exited
+    ready: bool = False        # the runtime's readiness hint (the fake runtime simulates probes)
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    name: str       # "fake", "process", "docker"
+    version: str    # containerRuntimeVersion, e.g. "fake://0.1"
+
+    def run_pod_sandbox(self, pod: dict, ip: str = "") -> str: ...
+    def stop_pod_sandbox(self, sandbox_id: str) -> None: ...
+    def remove_pod_sandbox(self, sandbox_id: str) -> None: ...
+    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int) -> str: ...
+    def start_container(self, container_id: str) -> None: ...
+    def stop_container(self, container_id: str, grace_seconds: float) -> None: ...
+    def remove_container(self, container_id: str) -> None: ...
+    def list_pod_sandboxes(self) -> list[PodSandbox]: ...
+    def list_containers(self) -> list[ContainerStatus]: ...
+    def tick(self, now: float) -> set[str]: ...
+    def next_event(self, now: float) -> float | None: ...

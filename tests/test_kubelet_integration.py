@@ -1,0 +1,270 @@
+"""The kubelet against a real apiserver (in-process transport), driven by step() and a fake clock."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from emulator.api.errors import APIError
+from emulator.client import Client
+from emulator.profiles import FAST
+from node.kubelet.kubelet import Kubelet
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def mono(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+
+def drive(kubelets: list[Kubelet], clock: FakeClock, until: Callable[[], Any], *,
+          advance: float = 0.05, steps: int = 400, what: str = "condition") -> Any:
+    for _ in range(steps):
+        for k in kubelets:
+            k.step(0.005)
+        v = until()
+        if v:
+            return v
+        clock.t += advance
+    raise AssertionError(f"not reached after {steps} steps: {what}")
+
+
+@pytest.fixture
+def env(mem_server: Any, tmp_path: Path):
+    clients: list[Client] = []
+    clock = FakeClock()
+
+    def kubelet(name: str = "node-1", **kw: Any) -> Kubelet:
+        c = Client(mem_server.address, component="kubelet", node=name)
+        clients.append(c)
+        k = Kubelet(c, FAST, name, root_dir=str(tmp_path / name), zone="zone-a",
+                    clock=clock.mono, wall=clock.wall, **kw)
+        k.start()
+        return k
+
+    user = Client(mem_server.address, component="test")
+    clients.append(user)
+    yield user, kubelet, clock
+    for c in clients:
+        c.close()
+
+
+def pod(name: str, node: str = "node-1", annotations: dict | None = None, **spec: Any) -> dict:
+    containers = spec.pop("containers", None) or [{"name": "app", "image": "nginx:1.27"}]
+    md: dict = {"name": name, "namespace": "default", "annotations": annotations or {}}
+    if "owner" in spec:
+        md["ownerReferences"] = [spec.pop("owner")]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md,
+            "spec": {"nodeName": node, "containers": containers, **spec}}
+
+
+def status_of(user: Client, name: str) -> dict:
+    return user.get("Pod", name, "default").get("status") or {}
+
+
+def test_register_and_lease_renewal(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    node = user.get("Node", "node-1")
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "node-1"
+    assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "zone-a"
+    ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "KubeletReady")
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.32.0-kemu"
+    first = user.get("Lease", "node-1", "kube-node-lease")
+    assert first["spec"]["holderIdentity"] == "node-1"
+    assert first["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    drive([k], clock, lambda: user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
+          != first["spec"]["renewTime"], what="lease renewed")
+
+
+def test_existing_node_is_adopted(env):
+    user, kubelet, clock = env
+    user.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
+    kubelet()
+    node = user.get("Node", "node-1")
+    assert node["status"]["capacity"]["cpu"] == "4"
+
+
+def test_pod_goes_running_with_status(env):
+    user, kubelet, clock = env
+    k = kubelet(pod_cidr="127.64.3.0/24")
+    user.create(pod("web", resources=None))
+    st = drive([k], clock, lambda: (s := status_of(user, "web")).get("phase") == "Running" and s,
+               what="Running")
+    cs = st["containerStatuses"][0]
+    assert "running" in cs["state"] and cs["ready"] and cs["started"]
+    assert cs["containerID"].startswith("fake://") and cs["restartCount"] == 0
+    assert st["podIP"] == "127.64.3.2" and st["podIPs"] == [{"ip": "127.64.3.2"}]
+    assert st["hostIP"] == "127.0.0.1" and st["qosClass"] == "BestEffort" and st["startTime"]
+    conds = {c["type"]: c["status"] for c in st["conditions"]}
+    assert conds["Ready"] == conds["ContainersReady"] == conds["PodScheduled"] == "True"
+    events = user.list("Event", "default")["items"]
+    assert {"Pulled", "Created", "Started"} <= {e["reason"] for e in events}
+
+
+def test_crash_loop_back_off(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("crash", annotations={"kemu.io/crash-on-start": "true"}))
+    st = drive([k], clock, lambda: (s := status_of(user, "crash")).get("containerStatuses") and
+               (s["containerStatuses"][0]["state"].get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+               and s, what="CrashLoopBackOff")
+    cs = st["containerStatuses"][0]
+    assert cs["restartCount"] >= 1
+    assert "restarting failed container=app pod=crash_default(" in cs["state"]["waiting"]["message"]
+    assert cs["lastState"]["terminated"]["exitCode"] == 1
+    assert st["phase"] == "Running"
+
+
+def test_job_pod_succeeds(env):
+    user, kubelet, clock = env
+    k = kubelet(pod_cidr="127.64.3.0/24")
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "1234"}
+    user.create(pod("job-x", owner=owner, restartPolicy="Never"))
+    st = drive([k], clock, lambda: (s := status_of(user, "job-x")).get("phase") == "Succeeded" and s,
+               what="Succeeded")
+    assert st["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert st["podIP"] == "127.64.3.2"
+    # the finished pod's sandbox is stopped and its address goes back to the pool
+    assert [s.state for s in k.runtime.list_pod_sandboxes()] == ["notready"]
+    user.create(pod("next"))
+    st = drive([k], clock, lambda: (s := status_of(user, "next")).get("phase") == "Running" and s,
+               what="Running")
+    assert st["podIP"] == "127.64.3.2"
+    for _ in range(20):
+        k.step(0.005)
+        clock.t += 0.1
+    assert status_of(user, "job-x")["phase"] == "Succeeded"
+    assert len([c for c in k.runtime.list_containers() if c.pod_name == "job-x"]) == 1
+
+
+def test_never_with_exit_1_fails(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("bad", restartPolicy="Never",
+                    annotations={"kemu.io/run-duration": "100ms", "kemu.io/exit-code": "1"}))
+    st = drive([k], clock, lambda: (s := status_of(user, "bad")).get("phase") == "Failed" and s,
+               what="Failed")
+    assert st["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    assert st["containerStatuses"][0]["state"]["terminated"]["reason"] == "Error"
+
+
+def test_graceful_deletion_is_confirmed(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("gone", annotations={"kemu.io/termination-delay": "1s"}))
+    drive([k], clock, lambda: status_of(user, "gone").get("phase") == "Running", what="Running")
+    user.delete("Pod", "gone", "default")
+    assert user.get("Pod", "gone", "default")["metadata"]["deletionTimestamp"]
+
+    def gone() -> bool:
+        try:
+            user.get("Pod", "gone", "default")
+            return False
+        except APIError as e:
+            return e.code == "NotFound"
+    drive([k], clock, gone, what="pod deleted")
+    assert not k.runtime.list_pod_sandboxes()
+    assert "Killing" in {e["reason"] for e in user.list("Event", "default")["items"]}
+
+
+def test_admission_rejects_out_of_cpu(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    big = pod("big", containers=[{"name": "app", "image": "nginx:1.27",
+                                  "resources": {"requests": {"cpu": "5"}}}])
+    user.create(big)
+    st = drive([k], clock, lambda: (s := status_of(user, "big")).get("phase") == "Failed" and s,
+               what="rejected")
+    assert st["reason"] == "OutOfcpu"
+    assert st["message"] == ("Pod was rejected: Node didn't have enough resource: cpu, "
+                             "requested: 5000, used: 0, capacity: 4000")
+    assert not k.runtime.list_containers()
+
+
+def test_restarted_kubelet_adopts_without_duplicates(env):
+    user, kubelet, clock = env
+    k1 = kubelet(pod_cidr="127.64.3.0/24")
+    user.create(pod("keep"))
+    drive([k1], clock, lambda: status_of(user, "keep").get("phase") == "Running", what="Running")
+    k1.step(0.005)
+    ids = [c.id for c in k1.runtime.list_containers()]
+    rv = user.get("Pod", "keep", "default")["metadata"]["resourceVersion"]
+    k2 = kubelet(pod_cidr="127.64.3.0/24")    # a new process on the same node root
+    for _ in range(20):
+        k2.step(0.005)
+        clock.t += 0.1
+    assert [c.id for c in k2.runtime.list_containers()] == ids
+    assert user.get("Pod", "keep", "default")["metadata"]["resourceVersion"] == rv
+    user.create(pod("another"))
+    st = drive([k2], clock, lambda: (s := status_of(user, "another")).get("phase") == "Running" and s,
+               what="Running")
+    assert st["podIP"] == "127.64.3.3"   # the adopted pod keeps .2
+
+
+def test_unchanged_status_is_not_posted_again(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("quiet"))
+    drive([k], clock, lambda: status_of(user, "quiet").get("phase") == "Running", what="Running")
+    k.step(0.01)
+    rv = user.get("Pod", "quiet", "default")["metadata"]["resourceVersion"]
+    for _ in range(40):     # past several resyncs (fast: 3 s)
+        k.step(0.005)
+        clock.t += 0.1
+    assert user.get("Pod", "quiet", "default")["metadata"]["resourceVersion"] == rv
+
+
+def test_force_deleted_pod_containers_are_removed(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("forced"))
+    drive([k], clock, lambda: status_of(user, "forced").get("phase") == "Running", what="Running")
+    user.delete("Pod", "forced", "default", grace_period_seconds=0)
+    drive([k], clock, lambda: not k.runtime.list_pod_sandboxes(), what="sandbox removed")
+    assert not k.runtime.list_containers()
+
+
+def test_deleted_node_is_registered_again(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    user.delete("Node", "node-1")
+
+    def back() -> bool:
+        try:
+            return bool(user.get("Node", "node-1"))
+        except APIError:
+            return False
+    drive([k], clock, back, what="node registered again")
+
+
+def test_step_survives_a_lost_apiserver(mem_server, tmp_path):
+    clock = FakeClock()
+    c = Client(mem_server.address, component="kubelet", node="n", timeout=0.2, retries=0)
+    k = Kubelet(c, FAST, "n", root_dir=str(tmp_path / "n"), clock=clock.mono, wall=clock.wall)
+    k.start()
+    mem_server.stop()
+    for _ in range(10):
+        k.step(0.005)
+        clock.t += 0.5
+    c.close()
+
+
+def test_admission_counts_admitted_pods(env):
+    user, kubelet, clock = env
+    k = kubelet(pods=1)
+    user.create(pod("first"))
+    drive([k], clock, lambda: status_of(user, "first").get("phase") == "Running", what="Running")
+    user.create(pod("second"))
+    st = drive([k], clock, lambda: (s := status_of(user, "second")).get("phase") == "Failed" and s,
+               what="rejected")
+    assert st["reason"] == "OutOfpods"
+    events = [e for e in user.list("Event", "default")["items"] if e["reason"] == "OutOfpods"]
+    assert events and events[0]["type"] == "Warning"
