@@ -1,0 +1,137 @@
+"""One scheduling cycle: filter, score, select; and the FitError message.
+
+Contract:
+* ``Framework.schedule_one(pod, cache)`` returns a ``ScheduleResult``: the
+  chosen node name, or None with ``message`` in kube-scheduler's FitError form.
+  It reads the cache and never changes it (the caller assumes the pod).
+* Like ``findNodesThatPassFilters``, filtering starts where the previous cycle
+  stopped and ends once ``num_feasible_nodes_to_find`` nodes pass, so per-pod
+  work is O(sampled nodes). Ties among the best scores are broken at random
+  (``rng``, seedable), as ``selectHost`` does with reservoir sampling.
+* ``fit_error_message`` is ``FitError.Error()`` of v1.32 followed by the
+  DefaultPreemption PostFilter message: ``0/3 nodes are available: 1
+  node(s) had untolerated taint {k: v}, 2 Insufficient memory. preemption:
+  0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No
+  preemption victims found for incoming pod.`` kemu does not preempt; a node
+  whose failure is resolvable is reported as having no victims.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from control.scheduler.cache import Cache, NodeInfo
+from control.scheduler.filters import Status, pod_filter
+from control.scheduler.podinfo import PodInfo, pod_info
+from control.scheduler.scoring import ScoreWeights, score_nodes
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
+ERR_NO_NODES_AVAILABLE = "no nodes available to schedule pods"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+
+
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int | None = None) -> int:
+    """How many feasible nodes to find before scoring (percentageOfNodesToScore).
+
+    ``percentage`` None or 0 is adaptive (50% - nodes/125, at least 5%); 100
+    scores every node. The result is never below 100 nodes (or all of them).
+    """
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND or percentage == 100:
+        return num_all_nodes
+    pct = percentage or 0
+    if pct <= 0:
+        pct = BASE_PERCENTAGE_OF_NODES_TO_SCORE - num_all_nodes // 125
+        pct = max(pct, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    n = num_all_nodes * pct // 100
+    return max(n, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+def _histogram(lines: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for r in lines:
+        counts[r] = counts.get(r, 0) + 1
+    return ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
+
+
+def fit_error_message(num_all_nodes: int, statuses: dict[str, Status],
+                      preemption_never: bool = False) -> str:
+    if num_all_nodes == 0:
+        return ERR_NO_NODES_AVAILABLE
+    msg = f"0/{num_all_nodes} nodes are available: " + \
+        _histogram(r for st in statuses.values() for r in st.reasons) + "."
+    if preemption_never:
+        post = "not eligible due to preemptionPolicy=Never."
+    else:
+        post = f"0/{len(statuses)} nodes are available: " + _histogram(
+            NOT_HELPFUL if st.unresolvable else NO_VICTIMS for st in statuses.values()) + "."
+    return f"{msg} preemption: {post}"
+
+
+@dataclass
+class ScheduleResult:
+    node: str | None
+    message: str = ""
+    statuses: dict[str, Status] = field(default_factory=dict)
+    evaluated: int = 0
+    feasible: int = 0
+
+
+class Framework:
+    def __init__(self, rng: random.Random | None = None, percentage_of_nodes_to_score: int | None = None,
+                 weights: ScoreWeights = ScoreWeights()) -> None:
+        self.rng = rng or random.Random()
+        self.percentage = percentage_of_nodes_to_score
+        self.weights = weights
+        self.next_start_node_index = 0
+
+    def find_feasible(self, pi: PodInfo, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], dict[str, Status], int]:
+        n = len(nodes)
+        want = num_feasible_nodes_to_find(n, self.percentage)
+        feasible: list[NodeInfo] = []
+        statuses: dict[str, Status] = {}
+        start = self.next_start_node_index % n if n else 0
+        processed = 0
+        check = pod_filter(pi)
+        for i in range(n):
+            ni = nodes[(start + i) % n]
+            processed += 1
+            st = check(ni)
+            if st is None:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            else:
+                statuses[ni.name] = st
+        if n:
+            self.next_start_node_index = (start + processed) % n
+        return feasible, statuses, processed
+
+    def select_host(self, nodes: list[NodeInfo], scores: list[int]) -> str:
+        """The best-scoring node; a uniformly random one among equal bests."""
+        best = max(scores)
+        ties = [i for i, s in enumerate(scores) if s == best]
+        return nodes[ties[0] if len(ties) == 1 else self.rng.choice(ties)].name
+
+    def schedule_one(self, pod: dict | PodInfo, cache: Cache) -> ScheduleResult:
+        pi = pod if isinstance(pod, PodInfo) else pod_info(pod)
+        nodes = cache.node_infos()
+        if not nodes:
+            return ScheduleResult(None, ERR_NO_NODES_AVAILABLE)
+        feasible, statuses, processed = self.find_feasible(pi, nodes)
+        if not feasible:
+            return ScheduleResult(None, fit_error_message(len(nodes), statuses, pi.preemption_never),
+                                  statuses, processed, 0)
+        if len(feasible) == 1:
+            return ScheduleResult(feasible[0].name, "", statuses, processed, 1)
+        scores = score_nodes(pi, feasible, cache, self.weights)
+        return ScheduleResult(self.select_host(feasible, scores), "", statuses, processed, len(feasible))
+
+
+def schedule_one(pod: dict, cache: Cache, rng: random.Random | None = None,
+                 percentage_of_nodes_to_score: int | None = None) -> ScheduleResult:
+    """A one-off cycle with a fresh Framework (tests, tools)."""
+    return Framework(rng, percentage_of_nodes_to_score).schedule_one(pod, cache)

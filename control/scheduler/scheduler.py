@@ -1,0 +1,273 @@
+"""The scheduler component: informers, the scheduling queue, batched binding.
+
+Contract:
+* Informers on Nodes and on all Pods feed the ``Cache`` (assigned,
+  non-terminal pods) and the ``SchedulingQueue`` (pods with no
+  ``spec.nodeName``, ``spec.schedulerName`` equal to ``scheduler_name`` and no
+  ``deletionTimestamp``).
+* ``step(timeout)`` polls the client (never longer than the next queue
+  timer), applies informer events, flushes the queue, then schedules up to
+  ``batch`` pods: each chosen pod is assumed in the cache and its Binding is
+  pipelined (``client.send``); every reply is collected in the same step.
+  A bound pod gets a Normal ``Scheduled`` Event; a failed binding forgets the
+  assumed pod and backs it off (a Conflict because it is already bound is
+  left to the informer).
+* A pod that fits nowhere gets ``PodScheduled=False``, reason
+  ``Unschedulable`` and the FitError message on its status (patched only when
+  they change), a Warning ``FailedScheduling`` Event with the same message,
+  and goes back to the queue's unschedulable pods.
+* Cluster events that may free room (a node added, or changed in what
+  scheduling reads; an assigned pod deleted or finished) move unschedulable
+  pods back to activeQ or backoffQ.
+* ``step`` never raises for a lost apiserver: it logs and retries later.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable
+
+from emulator.api import errors
+from emulator.api.errors import APIError
+from emulator.client import Client
+from emulator.events import EventRecorder
+from emulator.informer import Informer
+from emulator.logging import configure, get_logger
+from emulator.profiles import Profile
+
+from control.scheduler.cache import Cache
+from control.scheduler.framework import Framework
+from control.scheduler.podinfo import pod_info, pod_key
+from control.scheduler.queue import QueuedPod, SchedulingQueue
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+
+
+def _terminal(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def unschedulable_conditions(pod: dict, message: str, now: float) -> list[dict] | None:
+    """The pod's conditions with PodScheduled=False/Unschedulable/message; None if already so."""
+    conds = list((pod.get("status") or {}).get("conditions") or [])
+    for i, c in enumerate(conds):
+        if c.get("type") == "PodScheduled":
+            if c.get("status") == "False" and c.get("reason") == "Unschedulable" \
+                    and c.get("message") == message:
+                return None
+            transition = c.get("lastTransitionTime") if c.get("status") == "False" else None
+            conds[i] = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": message, "lastProbeTime": None,
+                        "lastTransitionTime": transition or rfc3339(now)}
+            return conds
+    conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                  "message": message, "lastProbeTime": None, "lastTransitionTime": rfc3339(now)})
+    return conds
+
+
+class Scheduler:
+    def __init__(self, client: Client, profile: Profile, clock: Callable[[], float] = time.monotonic,
+                 scheduler_name: str = DEFAULT_SCHEDULER_NAME, rng: random.Random | None = None,
+                 percentage_of_nodes_to_score: int | None = None, batch: int = 256,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.profile = profile
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.scheduler_name = scheduler_name
+        self.batch = batch
+        self.cache = Cache()
+        self.queue = SchedulingQueue(profile.pod_initial_backoff, profile.pod_max_backoff,
+                                     profile.unschedulable_flush_interval, clock)
+        self.framework = Framework(rng, percentage_of_nodes_to_score)
+        # Events come from the profile's schedulerName, as kube-scheduler's recorder does.
+        self.recorder = EventRecorder(client, scheduler_name, clock=wall_clock)
+        self.nodes = Informer(client, "Node", clock=clock)
+        self.pods = Informer(client, "Pod", clock=clock)
+        self.log = get_logger()
+        self.scheduled = 0
+        self.failed_attempts = 0
+        self._started = False
+
+    # -- informer handlers --------------------------------------------------
+    def _ours_unscheduled(self, pod: dict) -> bool:
+        spec = pod.get("spec") or {}
+        return not spec.get("nodeName") and \
+            (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name \
+            and not (pod.get("metadata") or {}).get("deletionTimestamp") and not _terminal(pod)
+
+    def _on_pod(self, pod: dict) -> None:
+        key = pod_key(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            if key in self.queue:
+                self.queue.delete(key)
+            freed = _terminal(pod) and key in self.cache.pod_node
+            self.cache.add_pod(pod)
+            if freed:
+                self.queue.move_all_to_active_or_backoff()
+        elif self._ours_unscheduled(pod):
+            self.queue.add(pod, key)
+        elif key in self.queue:
+            self.queue.delete(key)
+
+    def _on_pod_update(self, _old: dict, new: dict) -> None:
+        self._on_pod(new)
+
+    def _on_pod_delete(self, pod: dict) -> None:
+        key = pod_key(pod)
+        self.queue.delete(key)
+        if self.cache.remove_pod(pod):
+            self.queue.move_all_to_active_or_backoff()
+
+    def _on_node(self, node: dict) -> None:
+        if self.cache.add_node(node):
+            self.queue.move_all_to_active_or_backoff()
+
+    def _on_node_update(self, _old: dict, new: dict) -> None:
+        self._on_node(new)
+
+    def _on_node_delete(self, node: dict) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    # -- running ------------------------------------------------------------
+    def start(self) -> None:
+        if not self._started:
+            self.nodes.add_event_handler(self._on_node, self._on_node_update, self._on_node_delete)
+            self.pods.add_event_handler(self._on_pod, self._on_pod_update, self._on_pod_delete)
+            self._started = True
+        self.nodes.start()
+        self.pods.start()
+        self.log.info("scheduler_started", nodes=len(self.cache.node_order), queued=len(self.queue))
+
+    def step(self, timeout: float) -> None:
+        wait = timeout
+        if self.queue.has_active():
+            wait = 0.0
+        else:
+            due = self.queue.next_due()
+            if due is not None:
+                wait = max(0.0, min(wait, due - self.clock()))
+        try:
+            self.client.poll(wait)
+            self.nodes.process()
+            self.pods.process()
+        except APIError as e:
+            self.log.warning("apiserver_unavailable", error=e.message)
+            return
+        self.queue.flush()
+        if self.nodes.has_synced and self.pods.has_synced:
+            self.schedule_batch()
+
+    def schedule_batch(self) -> int:
+        """Schedule up to ``batch`` pods from activeQ; returns how many were bound."""
+        binds: list[tuple[int, QueuedPod, str]] = []
+        failures: list[tuple[QueuedPod, str]] = []
+        for _ in range(self.batch):
+            qp = self.queue.pop()
+            if qp is None:
+                break
+            pod = qp.pod
+            res = self.framework.schedule_one(pod_info(pod), self.cache)
+            if res.node is None:
+                failures.append((qp, res.message))
+                continue
+            self.cache.assume_pod(pod, res.node)
+            md = pod["metadata"]
+            binding = {"apiVersion": "v1", "kind": "Binding",
+                       "metadata": {"name": md["name"], "namespace": md["namespace"],
+                                    "uid": md.get("uid")},
+                       "target": {"apiVersion": "v1", "kind": "Node", "name": res.node}}
+            try:
+                rid = self.client.send("create", object=binding, namespace=md["namespace"],
+                                       name=md["name"], subresource="binding")
+            except APIError as e:
+                self.cache.forget_pod(qp.key)
+                self.queue.add_backoff(qp)
+                self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
+                                 name=md["name"], node=res.node, error=e.message)
+                continue
+            binds.append((rid, qp, res.node))
+        bound = 0
+        lost = False
+        for rid, qp, node in binds:
+            pod = qp.pod
+            md = pod["metadata"]
+            try:
+                # Once one reply is lost, collect whatever already came without waiting again.
+                self.client.wait(rid, 0.0 if lost else None)
+            except APIError as e:
+                lost = lost or e.code == errors.UNAVAILABLE
+                self.cache.forget_pod(qp.key)
+                if e.code == errors.CONFLICT and "already assigned" in e.message:
+                    self.queue.done(qp.key)    # someone else bound it; the informer will tell
+                elif e.code == errors.NOT_FOUND:
+                    self.queue.done(qp.key)
+                else:
+                    self.queue.add_backoff(qp)
+                self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
+                                 name=md["name"], node=node, code=e.code, error=e.message)
+                continue
+            self.queue.done(qp.key)
+            bound += 1
+            self.scheduled += 1
+            self.recorder.event(pod, "Normal", "Scheduled",
+                                f"Successfully assigned {md['namespace']}/{md['name']} to {node}")
+        for qp, message in failures:
+            self._record_failure(qp, message)
+        return bound
+
+    def _record_failure(self, qp: QueuedPod, message: str) -> None:
+        pod = qp.pod
+        md = pod["metadata"]
+        self.failed_attempts += 1
+        self.queue.add_unschedulable(qp)
+        self.log.info("pod_unschedulable", kind="Pod", namespace=md["namespace"], name=md["name"],
+                      message=message)
+        self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        conds = unschedulable_conditions(pod, message, self.wall_clock())
+        if conds is None:
+            return
+        try:
+            self.client.post("patch", kind="Pod", name=md["name"], namespace=md["namespace"],
+                             patch={"status": {"conditions": conds}}, patchType="merge",
+                             subresource="status")
+        except APIError as e:
+            self.log.warning("status_patch_failed", kind="Pod", namespace=md["namespace"],
+                             name=md["name"], error=e.message)
+
+    def stop(self) -> None:
+        self.nodes.stop()
+        self.pods.stop()
+
+
+def run(server: str, profile_name: str = "default", log_path: str | None = None,
+        lab: str | None = None, stop: Any = None, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
+        percentage_of_nodes_to_score: int | None = None) -> int:
+    """The scheduler process: configure logging, connect, loop until ``stop`` (SIGTERM/SIGINT)."""
+    from emulator.process import StopFlag
+    from emulator.profiles import get_profile
+    configure("scheduler", lab=lab, path=log_path)
+    log = get_logger()
+    profile = get_profile(profile_name)
+    stop = stop if stop is not None else StopFlag()
+    client = Client(server, component="scheduler")
+    sched = Scheduler(client, profile, scheduler_name=scheduler_name,
+                      percentage_of_nodes_to_score=percentage_of_nodes_to_score)
+    delay = 0.1
+    while not stop:
+        try:
+            sched.start()
+            break
+        except APIError as e:
+            log.warning("scheduler_start_failed", error=e.message, retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    while not stop:
+        sched.step(0.1)
+    log.info("scheduler_stopping", scheduled=sched.scheduled)
+    client.close()
+    return 0

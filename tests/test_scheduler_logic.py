@@ -1,0 +1,395 @@
+"""Pure tests of the scheduler's filters, scoring, cache and failure message (no server)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from control.scheduler.cache import Cache
+from control.scheduler.filters import (match_expression, match_node_selector_terms, run_filters,
+                                       tolerates, untolerated_taint)
+from control.scheduler.framework import Framework, fit_error_message, num_feasible_nodes_to_find, schedule_one
+from control.scheduler.filters import Status
+from control.scheduler.podinfo import non_zero_requests, pod_info, pod_requests
+
+GI = 1024 ** 3
+
+
+def node(name, cpu="4", memory="8Gi", pods=110, labels=None, taints=None, ready="True",
+         unschedulable=False, eph=None):
+    alloc = {"cpu": cpu, "memory": memory, "pods": str(pods)}
+    if eph:
+        alloc["ephemeral-storage"] = eph
+    n = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
+         "spec": {}, "status": {"allocatable": alloc,
+                                "conditions": [{"type": "Ready", "status": ready}] if ready else []}}
+    if taints:
+        n["spec"]["taints"] = taints
+    if unschedulable:
+        n["spec"]["unschedulable"] = True
+    return n
+
+
+def pod(name, cpu=None, memory=None, ns="default", node_name=None, owner=None, **spec):
+    req = {}
+    if cpu:
+        req["cpu"] = cpu
+    if memory:
+        req["memory"] = memory
+    p = {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}"},
+         "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": req}}], **spec},
+         "status": {"phase": "Pending"}}
+    if node_name:
+        p["spec"]["nodeName"] = node_name
+    if owner:
+        p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                             "name": owner, "uid": owner, "controller": True}]
+    return p
+
+
+def cache_of(*nodes, pods=()):
+    c = Cache()
+    for n in nodes:
+        c.add_node(n)
+    for p in pods:
+        c.add_pod(p)
+    return c
+
+
+def reasons(p, n, pods=()):
+    c = cache_of(n, pods=pods)
+    st = run_filters(pod_info(p), c.nodes[n["metadata"]["name"]])
+    return None if st is None else st.reasons
+
+
+# -- requests ---------------------------------------------------------------
+def test_pod_requests_sum_containers_max_init_and_limits_fallback():
+    p = {"spec": {"containers": [
+        {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+        {"resources": {"limits": {"cpu": "200m", "memory": "1Gi"}}}],
+        "initContainers": [{"resources": {"requests": {"cpu": "1", "memory": "10Mi"}}}]}}
+    assert pod_requests(p) == (1000, 64 * 1024 ** 2 + GI, 0)
+
+
+def test_pod_requests_sidecar_init_containers_add_and_overhead():
+    p = {"spec": {"containers": [{"resources": {"requests": {"cpu": "100m"}}}],
+                  "initContainers": [{"restartPolicy": "Always", "resources": {"requests": {"cpu": "50m"}}},
+                                     {"resources": {"requests": {"cpu": "120m"}}}],
+                  "overhead": {"cpu": "10m"}}}
+    # sidecar adds to the sum (150m); the later init runs beside it (170m) and wins; plus overhead
+    assert pod_requests(p)[0] == 180
+
+
+def test_non_zero_requests_defaults():
+    assert non_zero_requests(pod("a")) == (100, 200 * 1024 ** 2, 0)
+    assert non_zero_requests(pod("a", cpu="1")) == (1000, 200 * 1024 ** 2, 0)
+
+
+# -- filters ----------------------------------------------------------------
+def test_fit_insufficient_cpu_memory_and_too_many_pods():
+    assert reasons(pod("p", cpu="5"), node("n")) == ("Insufficient cpu",)
+    assert reasons(pod("p", cpu="5", memory="9Gi"), node("n")) == ("Insufficient cpu", "Insufficient memory")
+    assert reasons(pod("p", cpu="3"), node("n"), pods=[pod("q", cpu="2", node_name="n")]) == ("Insufficient cpu",)
+    assert reasons(pod("p"), node("n", pods=1), pods=[pod("q", node_name="n")]) == ("Too many pods",)
+    assert reasons(pod("p", cpu="1"), node("n")) is None
+
+
+def test_fit_ephemeral_storage():
+    p = pod("p")
+    p["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] = "2Gi"
+    assert reasons(p, node("n", eph="1Gi")) == ("Insufficient ephemeral-storage",)
+    assert reasons(p, node("n", eph="4Gi")) is None
+
+
+def test_fit_unresolvable_only_when_larger_than_allocatable():
+    c = cache_of(node("n"), pods=[pod("q", cpu="3", node_name="n")])
+    assert run_filters(pod_info(pod("p", cpu="2")), c.nodes["n"]) == Status(("Insufficient cpu",), False)
+    assert run_filters(pod_info(pod("p", cpu="5")), c.nodes["n"]) == Status(("Insufficient cpu",), True)
+
+
+def test_terminal_pods_free_their_requests():
+    done = pod("q", cpu="3", node_name="n")
+    c = cache_of(node("n"), pods=[done])
+    done = {**done, "status": {"phase": "Succeeded"}}
+    c.update_pod(done)
+    assert c.nodes["n"].requested == (0, 0, 0)
+
+
+def test_unschedulable_node():
+    assert reasons(pod("p"), node("n", unschedulable=True)) == ("node(s) were unschedulable",)
+    tol = [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]
+    assert reasons(pod("p", tolerations=tol), node("n", unschedulable=True)) is None
+
+
+def test_not_ready_and_unknown_nodes_are_tainted():
+    assert reasons(pod("p"), node("n", ready="False")) == \
+        ("node(s) had untolerated taint {node.kubernetes.io/not-ready: }",)
+    assert reasons(pod("p"), node("n", ready="Unknown")) == \
+        ("node(s) had untolerated taint {node.kubernetes.io/unreachable: }",)
+    assert reasons(pod("p"), node("n", ready=None)) == \
+        ("node(s) had untolerated taint {node.kubernetes.io/unreachable: }",)
+    # the default not-ready NoExecute toleration (300 s) does not tolerate NoSchedule
+    tol = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 300}]
+    assert reasons(pod("p", tolerations=tol), node("n", ready="False")) is not None
+
+
+def test_taints_noschedule_noexecute_but_not_prefer():
+    t = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+    assert reasons(pod("p"), node("n", taints=t)) == ("node(s) had untolerated taint {dedicated: gpu}",)
+    t = [{"key": "k", "effect": "NoExecute"}]
+    assert reasons(pod("p"), node("n", taints=t)) == ("node(s) had untolerated taint {k: }",)
+    t = [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]
+    assert reasons(pod("p"), node("n", taints=t)) is None
+    tol = [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+    t = [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+    assert reasons(pod("p", tolerations=tol), node("n", taints=t)) is None
+
+
+@pytest.mark.parametrize("tol,taint,ok", [
+    ({"operator": "Exists"}, {"key": "a", "value": "b", "effect": "NoSchedule"}, True),   # empty key + Exists: all
+    ({"key": "a", "operator": "Exists"}, {"key": "a", "value": "b", "effect": "NoExecute"}, True),
+    ({"key": "a", "operator": "Exists"}, {"key": "x", "effect": "NoSchedule"}, False),
+    ({"key": "a", "value": "b"}, {"key": "a", "value": "b", "effect": "NoSchedule"}, True),  # empty op = Equal
+    ({"key": "a", "operator": "Equal", "value": "b"}, {"key": "a", "value": "c", "effect": "NoSchedule"}, False),
+    ({"key": "a", "operator": "Equal", "value": "b", "effect": "NoExecute"},
+     {"key": "a", "value": "b", "effect": "NoSchedule"}, False),
+    ({"key": "a", "operator": "Equal", "effect": "NoSchedule"}, {"key": "a", "effect": "NoSchedule"}, True),
+    ({"key": "a", "operator": "Bogus"}, {"key": "a", "effect": "NoSchedule"}, False),
+])
+def test_toleration_matching(tol, taint, ok):
+    assert tolerates(tol, taint) is ok
+
+
+def test_untolerated_taint_is_first_unmatched():
+    taints = [{"key": "a", "effect": "NoSchedule"}, {"key": "b", "value": "1", "effect": "NoExecute"}]
+    assert untolerated_taint([{"key": "a", "operator": "Exists"}], taints) == taints[1]
+    assert untolerated_taint([{"operator": "Exists"}], taints) is None
+
+
+@pytest.mark.parametrize("expr,labels,ok", [
+    ({"key": "z", "operator": "In", "values": ["a", "b"]}, {"z": "b"}, True),
+    ({"key": "z", "operator": "In", "values": ["a"]}, {}, False),
+    ({"key": "z", "operator": "NotIn", "values": ["a"]}, {"z": "b"}, True),
+    ({"key": "z", "operator": "NotIn", "values": ["a"]}, {}, True),
+    ({"key": "z", "operator": "NotIn", "values": ["a"]}, {"z": "a"}, False),
+    ({"key": "z", "operator": "Exists"}, {"z": ""}, True),
+    ({"key": "z", "operator": "Exists"}, {}, False),
+    ({"key": "z", "operator": "DoesNotExist"}, {}, True),
+    ({"key": "z", "operator": "DoesNotExist"}, {"z": "1"}, False),
+    ({"key": "n", "operator": "Gt", "values": ["3"]}, {"n": "4"}, True),
+    ({"key": "n", "operator": "Gt", "values": ["3"]}, {"n": "3"}, False),
+    ({"key": "n", "operator": "Gt", "values": ["3"]}, {"n": "x"}, False),
+    ({"key": "n", "operator": "Gt", "values": ["3"]}, {}, False),
+    ({"key": "n", "operator": "Lt", "values": ["3"]}, {"n": "-1"}, True),
+    ({"key": "n", "operator": "Lt", "values": ["3"]}, {"n": "3"}, False),
+])
+def test_affinity_operators(expr, labels, ok):
+    assert match_expression(expr, labels) is ok
+
+
+def test_node_selector_terms_are_ored_and_expressions_anded():
+    terms = [{"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]},
+                                   {"key": "b", "operator": "Exists"}]},
+             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}]}]
+    assert match_node_selector_terms(terms, {"a": "1", "b": ""}, "n1")
+    assert not match_node_selector_terms(terms, {"a": "1"}, "n1")
+    assert match_node_selector_terms(terms, {}, "n9")
+    assert not match_node_selector_terms([{}], {"a": "1"}, "n1")   # empty term selects nothing
+    assert not match_node_selector_terms([], {"a": "1"}, "n1")
+
+
+def test_node_selector_and_required_affinity_filter():
+    msg = ("node(s) didn't match Pod's node affinity/selector",)
+    assert reasons(pod("p", nodeSelector={"disk": "ssd"}), node("n", labels={"disk": "hdd"})) == msg
+    assert reasons(pod("p", nodeSelector={"disk": "ssd"}), node("n", labels={"disk": "ssd"})) is None
+    aff = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}
+    assert reasons(pod("p", affinity=aff), node("n", labels={"zone": "a"})) == msg
+    assert reasons(pod("p", affinity=aff), node("n", labels={"zone": "b"})) is None
+
+
+def test_filter_order_stops_at_first_failing_plugin():
+    # unschedulable and too small: only the first plugin's reason counts, as in Kubernetes
+    assert reasons(pod("p", cpu="99"), node("n", unschedulable=True)) == ("node(s) were unschedulable",)
+
+
+# -- scoring ----------------------------------------------------------------
+def test_least_allocated_prefers_emptier_node():
+    c = cache_of(node("busy"), node("idle"), pods=[pod("q", cpu="3", memory="6Gi", node_name="busy")])
+    for seed in range(10):
+        assert schedule_one(pod("p", cpu="500m"), c, random.Random(seed)).node == "idle"
+
+
+def test_assumed_pods_count_and_forget_undoes():
+    c = cache_of(node("a"), node("b"))
+    c.assume_pod(pod("q", cpu="3", memory="6Gi"), "a")
+    assert c.nodes["a"].requested[0] == 3000
+    assert schedule_one(pod("p", cpu="500m"), c).node == "b"
+    c.forget_pod(("default", "q"))
+    assert c.nodes["a"].requested == (0, 0, 0)
+    # confirming an assumed pod does not count it twice
+    c.assume_pod(pod("q", cpu="1"), "a")
+    c.add_pod(pod("q", cpu="1", node_name="a"))
+    assert c.nodes["a"].requested[0] == 1000 and ("default", "q") not in c.assumed
+
+
+def test_spreading_spreads_replicas_across_zones():
+    nodes = [node(f"n{z}{i}", cpu="64", memory="256Gi", labels={"topology.kubernetes.io/zone": z})
+             for z in "abc" for i in range(2)]
+    c = cache_of(*nodes)
+    fw = Framework(random.Random(1))
+    placed = []
+    for i in range(6):
+        p = pod(f"web-{i}", cpu="100m", owner="rs1")
+        node_name = fw.schedule_one(p, c).node
+        c.assume_pod(p, node_name)
+        placed.append(node_name)
+    zones = sorted(n[1] for n in placed)
+    assert zones == ["a", "a", "b", "b", "c", "c"]
+    assert len(set(placed)) == 6
+
+
+def test_spreading_beats_a_slightly_emptier_node():
+    c = cache_of(node("a", cpu="64", memory="256Gi"), node("b", cpu="64", memory="256Gi"),
+                 pods=[pod("x", cpu="1", node_name="b"), pod("r0", cpu="100m", node_name="a", owner="rs")])
+    assert schedule_one(pod("r1", cpu="100m", owner="rs"), c, random.Random(0)).node == "b"
+
+
+def test_ties_are_broken_at_random_but_seedably():
+    c = cache_of(*[node(f"n{i}") for i in range(5)])
+    picks = {schedule_one(pod("p"), c, random.Random(s)).node for s in range(40)}
+    assert len(picks) > 1
+    assert schedule_one(pod("p"), c, random.Random(7)).node == schedule_one(pod("p"), c, random.Random(7)).node
+
+
+# -- sampling ---------------------------------------------------------------
+def test_num_feasible_nodes_to_find():
+    assert num_feasible_nodes_to_find(50) == 50
+    assert num_feasible_nodes_to_find(100) == 100
+    assert num_feasible_nodes_to_find(1000) == 1000 * 42 // 100
+    assert num_feasible_nodes_to_find(5000) == 5000 * 10 // 100
+    assert num_feasible_nodes_to_find(10000) == 500           # floor at 5%
+    assert num_feasible_nodes_to_find(300, 10) == 100         # at least 100 nodes
+    assert num_feasible_nodes_to_find(5000, 100) == 5000      # sampling disabled
+
+
+def test_sampling_stops_early_and_rotates_start():
+    c = cache_of(*[node(f"n{i:04}") for i in range(1000)])
+    fw = Framework(random.Random(0))
+    r = fw.schedule_one(pod("p"), c)
+    assert r.evaluated == 420 and r.feasible == 420
+    assert fw.next_start_node_index == 420
+    fw2 = Framework(random.Random(0), percentage_of_nodes_to_score=100)
+    assert fw2.schedule_one(pod("p"), c).evaluated == 1000
+
+
+# -- the failure message ----------------------------------------------------
+def test_fit_error_message_all_insufficient_cpu():
+    c = cache_of(*[node(f"n{i}", cpu="1") for i in range(10)],
+                 pods=[pod(f"q{i}", cpu="900m", node_name=f"n{i}") for i in range(10)])
+    r = schedule_one(pod("p", cpu="500m"), c)
+    assert r.node is None
+    assert r.message == ("0/10 nodes are available: 10 Insufficient cpu. preemption: 0/10 nodes are "
+                         "available: 10 No preemption victims found for incoming pod.")
+
+
+def test_fit_error_message_mixed_reasons_sorted():
+    c = cache_of(node("a", ready="Unknown"), node("b", memory="1Gi"), node("c", memory="1Gi"))
+    r = schedule_one(pod("p", memory="2Gi"), c)
+    assert r.message == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, "
+        "2 Insufficient memory. preemption: 0/3 nodes are available: 3 Preemption is not helpful "
+        "for scheduling.")   # 2Gi > 1Gi allocatable: unresolvable too
+    c = cache_of(node("a", ready="Unknown"), node("b", memory="4Gi"), node("c", memory="4Gi"),
+                 pods=[pod("q1", memory="3Gi", node_name="b"), pod("q2", memory="3Gi", node_name="c")])
+    assert schedule_one(pod("p", memory="2Gi"), c).message.endswith(
+        "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, "
+        "2 No preemption victims found for incoming pod.")
+
+
+def test_fit_error_message_counts_each_reason_of_a_node():
+    st = {"a": Status(("Insufficient cpu", "Insufficient memory")), "b": Status(("Insufficient cpu",))}
+    assert fit_error_message(2, st) == (
+        "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu. preemption: 0/2 nodes are "
+        "available: 2 No preemption victims found for incoming pod.")
+    assert fit_error_message(2, st, preemption_never=True).endswith(
+        "preemption: not eligible due to preemptionPolicy=Never.")
+
+
+def test_no_nodes():
+    assert schedule_one(pod("p"), Cache()).message == "no nodes available to schedule pods"
+
+
+# -- cache bookkeeping --------------------------------------------------------
+def test_pod_on_unknown_node_is_counted_when_the_node_arrives():
+    c = Cache()
+    c.add_pod(pod("q", cpu="1", node_name="late"))
+    assert c.node_infos() == []
+    c.add_node(node("late"))
+    assert [ni.name for ni in c.node_infos()] == ["late"] and c.nodes["late"].requested[0] == 1000
+    c.remove_node("late")
+    assert c.node_infos() == [] and c.nodes["late"].requested[0] == 1000   # still counted
+    assert c.remove_pod(pod("q", node_name="late")) and "late" not in c.nodes
+
+
+def test_node_update_reports_only_scheduling_relevant_changes():
+    c = cache_of(node("n"))
+    beat = node("n")
+    beat["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-01-01T00:00:00Z"
+    assert c.update_node(beat) is False
+    assert c.update_node(node("n", taints=[{"key": "k", "effect": "NoSchedule"}])) is True
+    assert c.update_node(node("n", cpu="8")) is True
+    assert c.update_node(node("n", cpu="8", ready="False")) is True
+
+
+def test_zone_counts_follow_pods_and_zone_relabels():
+    c = cache_of(node("n", labels={"topology.kubernetes.io/zone": "a"}))
+    c.add_pod(pod("r0", node_name="n", owner="rs"))
+    assert c.owner_count_in_zone("a", "rs") == 1
+    c.update_node(node("n", labels={"topology.kubernetes.io/zone": "b"}))
+    assert c.owner_count_in_zone("a", "rs") == 0 and c.owner_count_in_zone("b", "rs") == 1
+    c.remove_pod(pod("r0", node_name="n", owner="rs"))
+    assert c.owner_count_in_zone("b", "rs") == 0 and c.nodes["n"].owner_counts == {}
+
+
+def test_unschedulable_condition_is_patched_only_when_it_changes():
+    from control.scheduler.scheduler import unschedulable_conditions
+    p = pod("p")
+    conds = unschedulable_conditions(p, "0/1 nodes are available: x.", 0.0)
+    assert conds == [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": "0/1 nodes are available: x.", "lastProbeTime": None,
+                      "lastTransitionTime": "1970-01-01T00:00:00Z"}]
+    p["status"]["conditions"] = conds
+    assert unschedulable_conditions(p, "0/1 nodes are available: x.", 5.0) is None
+    changed = unschedulable_conditions(p, "0/2 nodes are available: y.", 5.0)
+    assert changed[0]["message"] == "0/2 nodes are available: y."
+    assert changed[0]["lastTransitionTime"] == "1970-01-01T00:00:00Z"   # status did not flip
+
+
+def test_specialised_pod_filter_agrees_with_the_plugin_chain():
+    from control.scheduler.filters import pod_filter
+    rng = random.Random(3)
+    taint_pool = [{"key": "a", "effect": "NoSchedule"}, {"key": "b", "value": "1", "effect": "NoExecute"},
+                  {"key": "c", "effect": "PreferNoSchedule"}]
+    tol_pool = [{"key": "a", "operator": "Exists"}, {"key": "b", "value": "1"},
+                {"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}]
+    nodes = []
+    for i in range(40):
+        nodes.append(node(f"n{i}", cpu=rng.choice(["1", "2", "4"]), memory=rng.choice(["1Gi", "4Gi"]),
+                          pods=rng.choice([1, 2, 110]), labels={"disk": rng.choice(["ssd", "hdd"])},
+                          taints=rng.sample(taint_pool, rng.randrange(3)),
+                          ready=rng.choice(["True", "True", "False"]), unschedulable=rng.random() < 0.2))
+    c = cache_of(*nodes, pods=[pod(f"q{i}", cpu="500m", memory="512Mi", node_name=f"n{i % 40}")
+                               for i in range(60)])
+    for j in range(200):
+        spec = {"tolerations": rng.sample(tol_pool, rng.randrange(4))}
+        if rng.random() < 0.3:
+            spec["nodeSelector"] = {"disk": "ssd"}
+        p = pod(f"p{j}", cpu=rng.choice([None, "100m", "1", "3"]), memory=rng.choice([None, "1Gi", "3Gi"]),
+                **spec)
+        pi = pod_info(p)
+        check = pod_filter(pi)
+        for ni in c.node_infos():
+            assert check(ni) == run_filters(pi, ni)
