@@ -104,7 +104,7 @@ class Watch:
 
 class Client:
     def __init__(self, server: str, *, component: str = "client", node: str | None = None,
-                 timeout: float = 5.0, retries: int = 2, backoff: float = 0.05,
+                 lab: str | None = None, timeout: float = 5.0, retries: int = 2, backoff: float = 0.05,
                  backoff_max: float = 2.0) -> None:
         problem = transport.check_address(server)
         if problem:
@@ -112,6 +112,7 @@ class Client:
         self.server = server
         self.component = component
         self.node = node
+        self.lab = lab
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -215,7 +216,7 @@ class Client:
         try:
             self._send_frame(rid, "hello", {"protocol": protocol.PROTOCOL_VERSION,
                                             "component": self.component, "node": self.node,
-                                            "session": self.session})
+                                            "lab": self.lab, "session": self.session})
             reply = self._wait_reply(rid, self.timeout)
         finally:
             self._outstanding.discard(rid)

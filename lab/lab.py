@@ -150,7 +150,7 @@ class Lab:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.server, component="lab", timeout=5, retries=3)
+            self._client = Client(self.server, component="lab", lab=self.name, timeout=5, retries=3)
         return self._client
 
     def running(self) -> bool:

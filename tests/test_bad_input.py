@@ -103,3 +103,19 @@ def test_dead_server_times_out_naming_the_address(server_process) -> None:
         assert e.value.code == UNAVAILABLE and addr in e.value.message
     finally:
         c.close()
+
+
+def test_a_client_of_another_lab_is_refused(threaded_server) -> None:
+    """A process left over from an old lab must not join a new one on a reused port."""
+    from emulator.api.errors import FORBIDDEN
+    srv = threaded_server("mem://lab-guard", None, lab="new")
+    stray = Client(srv.address, lab="old", retries=0)
+    ours = Client(srv.address, lab="new")
+    try:
+        with pytest.raises(APIError) as e:
+            stray.create(cm("intruder"))
+        assert e.value.code == FORBIDDEN and 'serves lab "new", not "old"' in e.value.message
+        ours.create(cm("member"))
+        assert [o["metadata"]["name"] for o in ours.list("ConfigMap", "default")["items"]] == ["member"]
+    finally:
+        stray.close(), ours.close()

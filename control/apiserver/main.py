@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                            max_frame_bytes=args.max_frame_bytes,
                            bookmark_interval=args.bookmark_interval,
                            snapshot_every=args.snapshot_every, history_size=args.history_size,
+                           lab=args.lab,
                            default_toleration_seconds=args.default_toleration_seconds)
         server.install_signal_handlers()
         address = server.start()

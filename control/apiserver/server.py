@@ -61,9 +61,10 @@ class APIServer:
     def __init__(self, listen: str, data_dir: str | None, *, fsync: bool = True,
                  max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES,
                  bookmark_interval: float = 5.0, snapshot_every: int = 200_000,
-                 history_size: int = 50_000, max_batch: int = 128, clock: Callable[[], float] = time.time,
+                 history_size: int = 50_000, lab: str | None = None, max_batch: int = 128, clock: Callable[[], float] = time.time,
                  default_toleration_seconds: int = 300) -> None:
         self.listen_address = listen
+        self.lab = lab
         self.max_batch = max_batch
         self.max_frame_bytes = max_frame_bytes
         self.bookmark_interval = bookmark_interval
@@ -232,6 +233,11 @@ class APIServer:
             raise APIError(errors.BAD_REQUEST, f"protocol version {version} is not supported; "
                                                f"this apiserver speaks {protocol.PROTOCOL_VERSION}")
         component = protocol.field(msg, "component", str, default="unknown")
+        lab = protocol.field(msg, "lab", str)
+        if lab and self.lab and lab != self.lab:
+            # A process left over from another lab, dialling a reused port.
+            raise APIError(errors.FORBIDDEN, f'this apiserver serves lab "{self.lab}", not '
+                                             f'"{lab}"; the client is connected to the wrong lab')
         node = protocol.field(msg, "node", str)
         session = protocol.field(msg, "session", str, default=peer.hex())
         if peer in self.peers:

@@ -153,7 +153,7 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     log = get_logger()
     stop = stop if stop is not None else StopFlag()
     profile = get_profile(profile_name)
-    client = Client(server, component="controller-manager")
+    client = Client(server, component="controller-manager", lab=lab)
     try:
         cm = ControllerManager(client, profile, controllers=controllers)
         delay = 0.1

@@ -254,7 +254,7 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     log = get_logger()
     profile = get_profile(profile_name)
     stop = stop if stop is not None else StopFlag()
-    client = Client(server, component="scheduler")
+    client = Client(server, component="scheduler", lab=lab)
     sched = Scheduler(client, profile, scheduler_name=scheduler_name,
                       percentage_of_nodes_to_score=percentage_of_nodes_to_score)
     delay = 0.1
