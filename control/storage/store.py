@@ -156,12 +156,12 @@ class Store:
             raise APIError(TOO_LARGE, f'{kind} "{name}" is too large: {len(packed)} bytes, '
                                       f"the limit is {MAX_OBJECT_BYTES} bytes")
         self.rev = rev
-        key = (namespace, name)
-        prev = self._index_put((kind, namespace, name), obj, key)
+        key3 = (kind, namespace, name)
+        prev = self._index_put(key3, obj, (namespace, name))
         ev = Event(rev, MODIFIED if prev is not None else ADDED, kind, obj, prev, packed)
         if self.wal is not None:
             self.wal.append_packed(rev, b"".join((_PUT_HEAD, _pack(rev), _PUT_MID,
-                                                  _pack((kind, namespace, name)), _OBJ_KEY, packed)))
+                                                  _pack(key3), _OBJ_KEY, packed)))
         self._remember(ev)
         self.last_obj, self.last_packed = obj, packed
         return ev
@@ -207,8 +207,9 @@ class Store:
         idx = self.kinds.get(kind)
         if idx is None:
             idx = self.kinds[kind] = KindIndex()
-        prev = idx.objects.get(key)
-        idx.objects[key] = obj
+        objects = idx.objects
+        prev = objects.get(key)
+        objects[key] = obj
         if prev is None:
             bisect.insort(idx.sorted_keys, key)
             self.count += 1

@@ -152,18 +152,22 @@ def is_config_key(value: str) -> list[str]:
 # Label keys and values, and data keys, repeat across objects (app=web on every
 # replica): remember the verdicts. Cached results are tuples, so no caller can
 # change them; the public functions keep returning fresh lists.
+# Hot callers inside this package use the ``.verdict`` attribute (str only, the
+# cached tuple itself, no copy): an empty tuple means the value is fine.
 def _memo(fn):  # type: ignore[no-untyped-def]
     cached = functools.lru_cache(maxsize=65536)(lambda v: tuple(fn(v)))
 
     @functools.wraps(fn)
     def wrapper(value: str) -> list[str]:
         return list(cached(value)) if isinstance(value, str) else fn(value)
+    wrapper.verdict = cached
     return wrapper
 
 
 is_qualified_name = _memo(is_qualified_name)
 is_label_value = _memo(is_label_value)
 is_config_key = _memo(is_config_key)
+_namespace_verdict = functools.lru_cache(maxsize=4096)(lambda v: tuple(is_dns1123_label(v)))
 
 
 def is_int(v: Any) -> bool:
@@ -255,7 +259,10 @@ def validate_labels(labels: Any, field: str, out: list[dict[str, str]]) -> None:
     if not isinstance(labels, dict):
         out.append(invalid(field, labels, "must be a map of string keys to string values"))
         return
+    key_verdict, value_verdict = is_qualified_name.verdict, is_label_value.verdict
     for k, v in labels.items():
+        if k.__class__ is str and v.__class__ is str and not key_verdict(k) and not value_verdict(v):
+            continue   # the common case: a valid string pair, cached verdicts
         if not isinstance(k, str):
             out.append(invalid(field, k, "label keys must be strings"))
             continue
@@ -305,7 +312,12 @@ def default_object(rt: "ResourceType", obj: dict[str, Any]) -> None:
         meta["namespace"] = "default"
 
 
-def _validate_metadata(rt: "ResourceType", meta: dict[str, Any], out: list[dict[str, str]]) -> None:
+def _validate_metadata(rt: "ResourceType", meta: dict[str, Any], out: list[dict[str, str]],
+                       old_meta: dict[str, Any] | None = None) -> None:
+    """``old_meta`` (an update's stored metadata) passed validation when it was
+    written: a name, labels, annotations and finalizers equal to it are not checked again."""
+    if not isinstance(old_meta, dict):
+        old_meta = {}
     name = meta.get("name")
     gen = meta.get("generateName")
     if name is None or name == "":
@@ -320,7 +332,7 @@ def _validate_metadata(rt: "ResourceType", meta: dict[str, Any], out: list[dict[
                 out.append(invalid("metadata.generateName", gen, msg))
     elif not isinstance(name, str):
         out.append(invalid("metadata.name", name, "must be a string"))
-    else:
+    elif name != old_meta.get("name"):
         for msg in rt.validate_name(name):
             out.append(invalid("metadata.name", name, msg))
     ns = meta.get("namespace")
@@ -330,14 +342,18 @@ def _validate_metadata(rt: "ResourceType", meta: dict[str, Any], out: list[dict[
         elif not isinstance(ns, str):
             out.append(invalid("metadata.namespace", ns, "must be a string"))
         else:
-            for msg in is_dns1123_label(ns):
+            for msg in _namespace_verdict(ns):
                 out.append(invalid("metadata.namespace", ns, msg))
     elif ns:
         out.append(forbidden("metadata.namespace", "not allowed on this type"))
-    validate_labels(meta.get("labels"), "metadata.labels", out)
-    validate_annotations(meta.get("annotations"), "metadata.annotations", out)
+    labels = meta.get("labels")
+    if labels is not None and labels != old_meta.get("labels"):
+        validate_labels(labels, "metadata.labels", out)
+    annotations = meta.get("annotations")
+    if annotations is not None and annotations != old_meta.get("annotations"):
+        validate_annotations(annotations, "metadata.annotations", out)
     fin = meta.get("finalizers")
-    if fin is not None:
+    if fin is not None and fin != old_meta.get("finalizers"):
         if not isinstance(fin, list):
             out.append(invalid("metadata.finalizers", fin, "must be a list of strings"))
         else:
@@ -359,7 +375,7 @@ def validate_object(rt: "ResourceType", obj: dict[str, Any],
                       else invalid("metadata", meta, "must be an object"))
         meta = {}
     else:
-        _validate_metadata(rt, meta, causes)
+        _validate_metadata(rt, meta, causes, None if old is None else old.get("metadata"))
     if old is not None:
         old_meta = old.get("metadata") or {}
         for key in ("name", "namespace", "uid"):

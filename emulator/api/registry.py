@@ -18,6 +18,7 @@ Contract:
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -54,7 +55,9 @@ class ResourceType:
     selectable_fields: tuple[str, ...] = ()
     field_defaults: tuple[tuple[str, str], ...] = ()
 
-    @property
+    # cached_property writes the instance __dict__ directly, so it works on this
+    # frozen dataclass; api_version is read several times per write.
+    @functools.cached_property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
@@ -67,7 +70,7 @@ class ResourceType:
         """The plural resource name, as in ``pods "x" not found``."""
         return self.plural
 
-    @property
+    @functools.cached_property
     def qualified_kind(self) -> str:
         """``Pod`` for core kinds, ``Lease.coordination.k8s.io`` otherwise."""
         return f"{self.kind}.{self.group}" if self.group else self.kind
@@ -132,6 +135,10 @@ class Registry:
         if not isinstance(obj, dict):
             raise APIError(BAD_REQUEST, f"Object is not a JSON object: '{_describe(obj)}'")
         kind = obj.get("kind")
+        if kind.__class__ is str:   # fast path: a registered kind with its apiVersion
+            rt = self._by_kind.get(kind)
+            if rt is not None and rt.api_version == obj.get("apiVersion"):
+                return rt
         api_version = obj.get("apiVersion")
         if not kind or not isinstance(kind, str):
             raise APIError(BAD_REQUEST, f"Object 'Kind' is missing in '{_describe(obj)}'")

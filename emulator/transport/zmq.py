@@ -56,9 +56,12 @@ class ZmqListener:
             except zmq.Again:
                 break
             # The rest of a multipart message is already here (ZeroMQ delivers
-            # messages whole). Two plain recv calls cost half a recv_multipart.
-            frame = recv(zmq.NOBLOCK) if more(zmq.RCVMORE) else b""
-            if more(zmq.RCVMORE):
+            # messages whole), and a ROUTER's routing id is always followed by at
+            # least one part. Two plain recv calls cost half a recv_multipart; the
+            # part's own ``more`` flag costs half a getsockopt(RCVMORE) call.
+            part = recv(zmq.NOBLOCK, copy=False)
+            frame = part.bytes
+            if part.more:
                 # A DEALER sends one frame; extra frames make the request malformed,
                 # which the protocol layer reports (0xc1 is never valid msgpack).
                 extra = [frame]

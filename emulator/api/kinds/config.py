@@ -58,7 +58,11 @@ def _check_keys(bag: Any, name: str, out: Causes, b64: bool) -> int:
         out.append(invalid(name, bag, "must be a map of keys to strings"))
         return 0
     size = 0
+    key_verdict = is_config_key.verdict
     for k, v in bag.items():
+        if not b64 and k.__class__ is str and v.__class__ is str and not key_verdict(k):
+            size += len(v) if v.isascii() else len(v.encode())   # the common case: a valid text entry
+            continue
         path = f"{name}[{k}]"
         if not isinstance(k, str):
             out.append(invalid(path, k, "must be a string"))
@@ -126,7 +130,8 @@ def validate_config_map(obj: dict[str, Any],
     out: Causes = []
     data, binary = obj.get("data"), obj.get("binaryData")
     size = _check_keys(data, "data", out, b64=False)
-    size += _check_keys(binary, "binaryData", out, b64=True)
+    if binary is not None:
+        size += _check_keys(binary, "binaryData", out, b64=True)
     if isinstance(data, dict) and isinstance(binary, dict):
         for k in data:
             if k in binary:
