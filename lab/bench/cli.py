@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ps = bsub.add_parser("pod-startup", help="pod creation to Running, seen through a watch")
     ps.add_argument("--nodes", type=_positive(int), default=100)
     ps.add_argument("--pods", type=_positive(int), default=1000)
-    ps.add_argument("--rate", type=_positive(float), default=200.0, help="pods created per second")
+    ps.add_argument("--rate", type=_positive(float), default=100.0, help="pods created per second")
     ps.set_defaults(func=lambda args: __import__("lab.bench.pod_startup", fromlist=["main"]).main(args))
     sc = bsub.add_parser("scheduler", help="pods per second from creation to binding")
     sc.add_argument("--nodes", type=_positive(int), default=100)
