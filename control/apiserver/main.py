@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="address to bind: tcp://127.0.0.1:PORT (PORT 0 picks one) or ipc://PATH")
     p.add_argument("--endpoint-file", help="write the bound address here once serving")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, not durable)")
+    p.add_argument("--commit-mode", choices=["auto", "sync", "pipelined"], default="auto",
+                   help="fdatasync in the loop (sync) or in a thread while the loop goes on "
+                        "(pipelined); auto picks by measuring the disk")
     p.add_argument("--max-frame-bytes", type=int, default=protocol.DEFAULT_MAX_FRAME_BYTES)
     p.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks")
     p.add_argument("--snapshot-every", type=int, default=200_000, help="WAL records between snapshots")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                            max_frame_bytes=args.max_frame_bytes,
                            bookmark_interval=args.bookmark_interval,
                            snapshot_every=args.snapshot_every, history_size=args.history_size,
-                           lab=args.lab,
+                           lab=args.lab, commit_mode=args.commit_mode,
                            default_toleration_seconds=args.default_toleration_seconds)
         server.install_signal_handlers()
         address = server.start()

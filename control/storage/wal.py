@@ -168,6 +168,7 @@ class WriteAheadLog:
         self._fd: int | None = None
         self._seg_first = 0
         self._seg_size = 0
+        self._synced_size = 0   # bytes of the current segment known to be on disk
         self._recovered = False
         self._failed: BaseException | None = None
         self.records_since_snapshot = 0
@@ -267,6 +268,7 @@ class WriteAheadLog:
         if needed:  # append to the last segment, minus any torn tail
             self._seg_first, path = needed[-1]
             self._fd, self._seg_size = os.open(path, os.O_WRONLY | os.O_APPEND), last_good_end
+            self._synced_size = last_good_end
             if os.fstat(self._fd).st_size > last_good_end:
                 os.ftruncate(self._fd, last_good_end)
                 if self._fsync:
@@ -300,6 +302,27 @@ class WriteAheadLog:
 
     def commit(self) -> int:
         """Write all buffered records with one write() (+ fdatasync); return how many."""
+        self._check_usable()
+        n = self._pending
+        rev = self.write()
+        if rev:
+            self.sync()
+            self.mark_durable(rev)
+        return n
+
+    @property
+    def needs_rotation(self) -> bool:
+        """The next write starts a new segment: everything written must be synced first."""
+        return self._seg_size >= self._segment_bytes
+
+    def write(self) -> int:
+        """The first half of commit: write buffered records, without syncing them.
+
+        Returns the last rev written (0 when nothing was buffered). The records
+        are durable only after ``sync()``; ``mark_durable(rev)`` records that.
+        A write that starts a new segment must come when all earlier writes
+        are synced (``needs_rotation`` tells the caller).
+        """
         n = self._pending
         if not n:
             return 0
@@ -309,22 +332,36 @@ class WriteAheadLog:
             if self._seg_size >= self._segment_bytes:
                 self._open_segment(self._durable_rev + 1)
             write_all(self._fd, data)  # type: ignore[arg-type]
-            if self._fsync:
-                os.fdatasync(self._fd)  # type: ignore[arg-type]
         except BaseException as exc:
-            self._failed = exc  # best effort: cut a partial batch off; recovery copes anyway
-            try:
-                os.ftruncate(self._fd, self._seg_size)  # type: ignore[arg-type]
-            except OSError:
-                pass
-            raise WALFailedError(f"commit failed, WAL is now unusable: {exc!r}") from exc
+            self._poison(exc)
         self._buf.clear()
         self._pending = 0
         self._seg_size += len(data)
-        self._durable_rev = self._last_rev
         self.records_since_snapshot += n
         self.bytes_since_snapshot += len(data)
-        return n
+        return self._last_rev
+
+    def sync(self) -> None:
+        """fdatasync what was written (skipped when fsync=False). May run on another
+        thread than ``write``, but never together with a segment change."""
+        size = self._seg_size
+        if self._fsync:
+            try:
+                os.fdatasync(self._fd)  # type: ignore[arg-type]
+            except BaseException as exc:
+                self._poison(exc)
+        self._synced_size = max(self._synced_size, size)
+
+    def mark_durable(self, rev: int) -> None:
+        self._durable_rev = max(self._durable_rev, rev)
+
+    def _poison(self, exc: BaseException) -> None:
+        self._failed = exc  # best effort: cut unsynced records off; recovery copes anyway
+        try:
+            os.ftruncate(self._fd, self._synced_size)  # type: ignore[arg-type]
+        except OSError:
+            pass
+        raise WALFailedError(f"commit failed, WAL is now unusable: {exc!r}") from exc
 
     def discard(self) -> int:
         """Drop buffered records (e.g. a failed batch); return how many."""
@@ -344,7 +381,7 @@ class WriteAheadLog:
         if old is not None:
             os.close(old)
         write_all(fd, _segment_header(first))  # a torn header is handled by recovery
-        self._seg_size = SEG_HEADER_SIZE
+        self._seg_size = self._synced_size = SEG_HEADER_SIZE
         if self._fsync:
             os.fdatasync(fd)
             fsync_dir(self.data_dir)

@@ -136,12 +136,14 @@ def _api_client(worker: int, address: str, phase: str, seconds: float, window: i
     return {"ops": n, "errors": errors, "seconds": elapsed, "created": i if phase == "create" else count}
 
 
-def run(seconds: float = 3.0, clients: int = 2, window: int = 128, fsync: bool = True) -> dict[str, Any]:
+def run(seconds: float = 3.0, clients: int = 2, window: int = 128, fsync: bool = True,
+        commit_mode: str = "auto") -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "apiserver", "seconds_per_phase": seconds, "clients": clients,
-                           "window": window, "fsync": fsync, "cpus": os.cpu_count()}
+                           "window": window, "fsync": fsync, "commit_mode": commit_mode,
+                           "cpus": os.cpu_count()}
     for key, decode in (("echo_raw_ops_per_s", False), ("echo_ops_per_s", True)):
         out[key] = _echo_rate(seconds, window, decode)
-    api = ApiserverProcess(None, *([] if fsync else ["--no-fsync"]))
+    api = ApiserverProcess(None, "--commit-mode", commit_mode, *([] if fsync else ["--no-fsync"]))
     try:
         api.start()
         per_phase: dict[str, Any] = {}
@@ -173,5 +175,6 @@ def run(seconds: float = 3.0, clients: int = 2, window: int = 128, fsync: bool =
 
 
 def main(args: Any) -> int:
-    print(json.dumps(run(args.seconds, args.clients, args.window, not args.no_fsync), indent=2))
+    print(json.dumps(run(args.seconds, args.clients, args.window, not args.no_fsync, args.commit_mode),
+                     indent=2))
     return 0

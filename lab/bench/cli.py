@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--clients", type=_positive(int), default=2)
     a.add_argument("--window", type=_positive(int), default=128)
     a.add_argument("--no-fsync", action="store_true")
+    a.add_argument("--commit-mode", choices=["auto", "sync", "pipelined"], default="auto")
     a.set_defaults(func=lambda args: __import__("lab.bench.apiserver", fromlist=["main"]).main(args))
     w = bsub.add_parser("watch", help="watch fan-out latency to node-scoped watchers")
     w.add_argument("--watchers", type=_positive(int), default=1000)

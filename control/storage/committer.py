@@ -1,0 +1,73 @@
+"""A background fdatasync for the WAL, so the apiserver loop keeps working while the disk syncs.
+
+Contract: the loop calls ``wal.write()`` for a batch, then ``request(rev)``;
+the committer thread runs ``wal.sync()`` and then ``durable_rev`` reaches that
+rev (one sync covers every batch written before it started: group commit
+across batches). The loop acknowledges a batch only once ``durable_rev`` has
+reached it. ``wait_idle()`` blocks until everything requested is durable; the
+loop calls it before anything that must not race a sync (a segment change, a
+snapshot, closing). A failed sync is kept in ``error`` and re-raised by
+``check()`` in the loop, which must then stop: the WAL is poisoned.
+"""
+from __future__ import annotations
+
+import threading
+
+from control.storage.wal import WriteAheadLog
+
+
+class Committer:
+    def __init__(self, wal: WriteAheadLog) -> None:
+        self.wal = wal
+        self.durable_rev = wal.committed_rev
+        self.requested = self.durable_rev
+        self.error: BaseException | None = None
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="wal-committer", daemon=True)
+        self._thread.start()
+
+    def request(self, rev: int) -> None:
+        with self._cv:
+            if rev > self.requested:
+                self.requested = rev
+                self._cv.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        return self.durable_rev < self.requested
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self.durable_rev >= self.requested or
+                                     self.error is not None, timeout)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.wait_idle(30)
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stopping or self.requested > self.durable_rev)
+                if self.requested <= self.durable_rev:
+                    return   # stopping, and nothing left to sync
+                target = self.requested
+            try:
+                self.wal.sync()
+            except BaseException as e:   # the loop re-raises it; the WAL is poisoned
+                with self._cv:
+                    self.error = e
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                self.wal.mark_durable(target)
+                self.durable_rev = target
+                self._cv.notify_all()
