@@ -66,7 +66,8 @@ def preimport() -> list[str]:
     """Import everything the children run, so each fork starts warm. Returns what failed."""
     failed = []
     for mod in ("node.kubelet.kubelet", "control.scheduler.scheduler", "control.controllers.manager",
-                "emulator.client", "emulator.informer", "emulator.events", "zmq", "msgpack",
+                "emulator.client", "emulator.informer", "emulator.events", "emulator.transport.zmq",
+                "node.runtime.fake", "zmq", "msgpack",
                 "structlog"):
         try:
             __import__(mod)
