@@ -93,8 +93,14 @@ class Supervisor:
                 "apiserver", Child("apiserver", "apiserver")))
             for role in ("scheduler", "controller-manager"):
                 self._fork(self.children.setdefault(role, Child(role, role)))
+            # Nodes wait at a starting gate until all are forked: a fork loop that
+            # competes with a hundred starting children for two cores runs 3x slower.
+            gate_r, gate_w = os.pipe()
             for i, name in enumerate(self.config.node_names, start=1):
-                self._fork(self.children.setdefault(name, Child(name, "node", i)))
+                self._fork(self.children.setdefault(name, Child(name, "node", i)), gate=(gate_r, gate_w))
+            os.close(gate_r)
+            os.write(gate_w, b"g" * len(self.config.node_names))
+            os.close(gate_w)
             self._save_state()
             while not self.stop:
                 self._serve_control(0.1)
@@ -159,7 +165,7 @@ class Supervisor:
         self.server = self.layout.endpoint.read_text().strip()
         self.log.info("process started", process="apiserver", pid=c.pid, address=self.server)
 
-    def _fork(self, c: Child) -> None:
+    def _fork(self, c: Child, gate: tuple[int, int] | None = None) -> None:
         ctx = ChildContext(self.layout, self.config, c.name, c.index, self.server)
         pid = os.fork()
         if pid == 0:   # the child
@@ -167,6 +173,10 @@ class Supervisor:
             try:
                 if self.sock is not None:
                     self.sock.close()
+                if gate is not None:
+                    os.close(gate[1])
+                    os.read(gate[0], 1)   # EOF (the supervisor died) also opens the gate
+                    os.close(gate[0])
                 die_with_parent()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
