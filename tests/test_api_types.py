@@ -56,7 +56,8 @@ def ok(obj, old=None):
 
 def test_builtin_kinds_sorted_and_shaped():
     kinds = [rt.kind for rt in REGISTRY.all()]
-    assert kinds == ["ConfigMap", "Event", "Lease", "Namespace", "Node", "Pod", "Secret"]
+    assert kinds == ["ConfigMap", "DaemonSet", "Deployment", "EndpointSlice", "Endpoints", "Event",
+                     "Job", "Lease", "Namespace", "Node", "Pod", "ReplicaSet", "Secret", "Service"]
     p = REGISTRY.by_kind("Pod")
     assert (p.api_version, p.list_kind, p.resource, p.short_names) == ("v1", "PodList", "pods", ("po",))
     assert p.namespaced and p.has_status and p.has_generation
@@ -95,8 +96,10 @@ def test_for_object_errors():
         REGISTRY.for_object({"apiVersion": "v1", "kind": "Foo"})
     assert ei.value.code == errors.BAD_REQUEST
     assert ei.value.message.startswith(
-        'no kind "Foo" is registered for version "v1"; supported kinds: v1/ConfigMap, v1/Event, '
-        "coordination.k8s.io/v1/Lease, ")
+        'no kind "Foo" is registered for version "v1"; supported kinds: v1/ConfigMap, '
+        "apps/v1/DaemonSet, apps/v1/Deployment, ")
+    for pair in ("v1/Event", "coordination.k8s.io/v1/Lease", "batch/v1/Job", "v1/Service"):
+        assert pair in ei.value.message
     with pytest.raises(APIError, match='no kind "Pod" is registered for version "apps/v1"'):
         REGISTRY.for_object({"apiVersion": "apps/v1", "kind": "Pod"})
     with pytest.raises(APIError, match='no kind "Lease" is registered for version "v1"'):
@@ -105,7 +108,7 @@ def test_for_object_errors():
         REGISTRY.for_object({"apiVersion": "v1", "metadata": {"name": "x"}})
     with pytest.raises(APIError, match="Object 'apiVersion' is missing in"):
         REGISTRY.for_object({"kind": "Pod"})
-    with pytest.raises(APIError, match="supported kinds: ConfigMap, Event, Lease"):
+    with pytest.raises(APIError, match="supported kinds: ConfigMap, DaemonSet, Deployment"):
         REGISTRY.by_kind("Foo")
 
 

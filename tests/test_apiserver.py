@@ -262,3 +262,19 @@ def test_leases_and_events(c: Client) -> None:
                    "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"},
                    "reason": "Scheduled", "message": "ok", "type": "Normal"})
     assert ev["metadata"]["namespace"] == "default"
+
+
+def test_deletion_propagation_sets_the_garbage_collectors_finalizers(c: Client) -> None:
+    c.create(cm("fg"))
+    marked = c.delete("ConfigMap", "fg", "default", propagation_policy="Foreground")
+    assert marked["metadata"]["finalizers"] == ["foregroundDeletion"]
+    assert marked["metadata"]["deletionTimestamp"]
+    c.create(cm("or"))
+    assert c.delete("ConfigMap", "or", "default", propagation_policy="Orphan")["metadata"]["finalizers"] == ["orphan"]
+    c.create(cm("bg"))
+    c.delete("ConfigMap", "bg", "default", propagation_policy="Background")
+    assert code_of(c.get, "ConfigMap", "bg", "default") == NOT_FOUND
+    # the garbage collector removing its finalizer finishes the deletion
+    c.patch("ConfigMap", "fg", {"metadata": {"finalizers": None}}, "default")
+    assert code_of(c.get, "ConfigMap", "fg", "default") == NOT_FOUND
+    assert code_of(c.delete, "ConfigMap", "or", "default", propagation_policy="Sideways") == BAD_REQUEST

@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history-size", type=int, default=50_000, help="watch events kept for resuming")
     p.add_argument("--default-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the not-ready/unreachable tolerations added to every pod")
+    p.add_argument("--service-cluster-ip-range", default="127.96.0.0/12",
+                   help="CIDR Services' cluster IPs are allocated from")
+    p.add_argument("--service-node-port-range", default="30000-32767",
+                   help="port range NodePort Services' node ports are allocated from")
     p.add_argument("--log-file", help="JSON lines log (default: stderr)")
     p.add_argument("--lab", help="the lab this apiserver belongs to (a field of every log line)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -49,6 +53,18 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frame_bytes < 1024:
         print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
         return 1
+    from control.apiserver.allocator import IPRange, PortRange, parse_port_range
+    try:
+        IPRange(args.service_cluster_ip_range)
+    except ValueError as e:
+        print(f"error: --service-cluster-ip-range: {e}", file=sys.stderr)
+        return 1
+    try:
+        node_ports = parse_port_range(args.service_node_port_range)
+        PortRange(*node_ports)
+    except ValueError as e:
+        print(f"error: --service-node-port-range: {e} (e.g. 30000-32767)", file=sys.stderr)
+        return 1
     configure("apiserver", path=args.log_file, level=args.log_level, lab=args.lab)
     try:
         os.makedirs(args.data_dir, exist_ok=True)
@@ -57,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
                            bookmark_interval=args.bookmark_interval,
                            snapshot_every=args.snapshot_every, history_size=args.history_size,
                            lab=args.lab, commit_mode=args.commit_mode,
-                           default_toleration_seconds=args.default_toleration_seconds)
+                           default_toleration_seconds=args.default_toleration_seconds,
+                           service_cluster_ip_range=args.service_cluster_ip_range,
+                           service_node_port_range=node_ports)
         server.install_signal_handlers()
         address = server.start()
     except Exception as e:

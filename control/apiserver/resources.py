@@ -49,6 +49,7 @@ def new_uid() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 _last_stamp: tuple[int, str] = (-1, "")
 
 
@@ -74,10 +75,19 @@ class Resources:
     object passed in (the server hands over freshly decoded frames)."""
 
     def __init__(self, store: Store, clock: Callable[[], float] = time.time,
-                 default_toleration_seconds: int = 300) -> None:
+                 default_toleration_seconds: int = 300,
+                 service_cluster_ip_range: str | None = None,
+                 service_node_port_range: tuple[int, int] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.default_toleration_seconds = default_toleration_seconds
+        self.hooks: dict[str, strategy.KindHooks] = strategy.kind_hooks(
+            service_cluster_ip_range, service_node_port_range)
+
+    def rebuild_hooks(self) -> None:
+        """Replay the stored objects into the kind hooks (after recovery)."""
+        for kind, hook in self.hooks.items():
+            hook.rebuild(self.store.iter_kind(kind))
 
     # -- setup --------------------------------------------------------------
     def ensure_system_namespaces(self) -> None:
@@ -170,6 +180,7 @@ class Resources:
             md["name"] = md["generateName"] + "".join(random.choices(_GEN_CHARS, k=5))
         for k in ("resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(k, None)
+        md["uid"] = new_uid()
         strategy.prepare_for_create(rt, obj)
         default_object(rt, obj)
         admit_create(rt.kind, obj, default_toleration_secs=self.default_toleration_seconds)
@@ -184,13 +195,20 @@ class Resources:
                                f"to create new content in namespace {ns} because it is being terminated")
         if self.store.get(rt.kind, ns, md["name"]) is not None:
             raise errors.already_exists(rt.resource, md["name"])
-        md["uid"] = new_uid()
         md["creationTimestamp"] = rfc3339(self.clock())
         if rt.has_generation:
             md["generation"] = 1
         else:
             md.pop("generation", None)
-        return self.store.put(rt.kind, ns, md["name"], obj).obj
+        hook = self.hooks.get(rt.kind)
+        if hook is None:
+            return self.store.put(rt.kind, ns, md["name"], obj).obj
+        hook.before_create(obj)
+        try:
+            return self.store.put(rt.kind, ns, md["name"], obj).obj
+        except BaseException:
+            hook.after_remove(obj)
+            raise
 
     # -- update and patch ---------------------------------------------------
     def update(self, obj: Any, subresource: str | None = None, namespace: str | None = None) -> dict:
@@ -213,19 +231,22 @@ class Resources:
         old = self.store.get(rt.kind, _ns_for(rt, namespace), name)
         if old is None:
             raise errors.not_found(rt.resource, name)
+        target = strategy.scale_of(rt, old) if subresource == "scale" else old
         if patch_type == "merge":
             if not isinstance(patch, dict):
                 raise APIError(errors.BAD_REQUEST, "patch: a merge patch must be a JSON object")
-            new = json_merge_patch(old, patch)
+            new = json_merge_patch(target, patch)
         elif patch_type == "json":
             if not isinstance(patch, list):
                 raise APIError(errors.BAD_REQUEST, "patch: a JSON patch must be a list of operations")
-            new = json_patch(old, patch)
+            new = json_patch(target, patch)
         else:
             raise APIError(errors.BAD_REQUEST, f'patch_type: Unsupported value: "{patch_type}": '
                                                'supported values: "json", "merge"')
         if not isinstance(new.get("metadata"), dict):
             raise APIError(errors.INVALID, "metadata: Required value: a patch may not remove metadata")
+        if subresource == "scale":
+            return strategy.scale_of(rt, self._update(rt, old, strategy.apply_scale(rt, old, new), None))
         return self._update(rt, old, copy.deepcopy(new), subresource)
 
     def _update(self, rt: ResourceType, old: dict, new: dict, subresource: str | None) -> dict:
@@ -243,9 +264,12 @@ class Resources:
             md = new["metadata"]
         elif subresource not in (None, ""):
             raise APIError(errors.NOT_FOUND, f'{rt.resource} has no subresource "{subresource}"; '
-                                             'supported: "status" (update), "binding" (pods, create)')
+                                             'supported: "status" (update), "scale" (patch), "binding" (pods, create)')
         else:
             strategy.prepare_for_update(rt, new, old)
+            hook = self.hooks.get(rt.kind)
+            if hook is not None:
+                hook.prepare_update(new, old)
         for k in _SERVER_OWNED:   # always the stored value (or absent)
             if k in omd:
                 md[k] = omd[k]
@@ -265,6 +289,9 @@ class Resources:
         validate_object(rt, new, old)
         if new == old:
             return old
+        hook = self.hooks.get(rt.kind)
+        if hook is not None:
+            hook.before_update(new, old)
         if md.get("deletionTimestamp") and not md.get("finalizers") and \
                 not (rt.kind == "Pod" and strategy.graceful_period(rt, new, None) > 0):
             return self._remove(rt, new)
@@ -319,7 +346,31 @@ class Resources:
                                    f"{preconditions[k]} != {md.get(k)}")
         if rt.kind == "Namespace":
             return self._delete_namespace(obj)
+        obj = self._apply_propagation(rt, obj, propagation_policy)
         return self._delete(rt, obj, grace_period_seconds)
+
+    def _apply_propagation(self, rt: ResourceType, obj: dict, policy: str | None) -> dict:
+        """Kubernetes' deletion propagation, as the generic registry store does it:
+        Foreground adds the ``foregroundDeletion`` finalizer, Orphan the ``orphan``
+        finalizer (the garbage collector then handles the dependents and removes
+        it), Background removes both. Without a policy the kind's default applies:
+        Orphan for batch/v1 Jobs, Background for the rest (kubectl sends Background)."""
+        md = obj["metadata"]
+        fins = list(md.get("finalizers") or [])
+        if policy is None:
+            policy = "Orphan" if ORPHAN in fins or rt.kind == "Job" else "Background"
+        want = {"Foreground": FOREGROUND, "Orphan": ORPHAN}.get(policy)
+        new_fins = [f for f in fins if f not in (FOREGROUND, ORPHAN)] + ([want] if want else [])
+        if new_fins == fins:
+            return obj
+        new = dict(obj)
+        new["metadata"] = dict(md, finalizers=new_fins)
+        if not new_fins:
+            del new["metadata"]["finalizers"]
+        if md.get("deletionTimestamp"):   # already terminating: store the finalizer change
+            ns = md.get("namespace", "") if rt.namespaced else ""
+            return self.store.put(rt.kind, ns, md["name"], new).obj
+        return new
 
     def _delete(self, rt: ResourceType, obj: dict, grace: int | None) -> dict:
         md = obj["metadata"]
@@ -348,6 +399,9 @@ class Resources:
         md = obj["metadata"]
         ns = md.get("namespace", "") if rt.namespaced else ""
         ev = self.store.delete(rt.kind, ns, md["name"])
+        hook = self.hooks.get(rt.kind)
+        if hook is not None:
+            hook.after_remove(ev.obj)
         if rt.namespaced:
             self._maybe_finish_namespace(ns)
         return ev.obj

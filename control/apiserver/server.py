@@ -85,7 +85,9 @@ class APIServer:
                  bookmark_interval: float = 5.0, snapshot_every: int = 200_000,
                  history_size: int = 50_000, lab: str | None = None,
                  commit_mode: str = "auto", max_batch: int = 128, clock: Callable[[], float] = time.time,
-                 default_toleration_seconds: int = 300) -> None:
+                 default_toleration_seconds: int = 300,
+                 service_cluster_ip_range: str | None = None,
+                 service_node_port_range: tuple[int, int] | None = None) -> None:
         self.listen_address = listen
         self.lab = lab
         self.max_batch = max_batch
@@ -102,7 +104,8 @@ class APIServer:
         self.written_rev = 0      # the last revision written to the WAL
         self.released_rev = 0     # every event up to here has been sent to watchers
         self.store = Store(self.wal, history_size=history_size)
-        self.resources = Resources(self.store, clock, default_toleration_seconds)
+        self.resources = Resources(self.store, clock, default_toleration_seconds,
+                                   service_cluster_ip_range, service_node_port_range)
         self.transport: Any = None
         self.hub = WatchHub(self._send)
         self.peers: dict[bytes, Peer] = {}
@@ -126,6 +129,7 @@ class APIServer:
         """Recover the store, then bind. Returns the bound address."""
         t0 = time.monotonic()
         self.recovery = self.store.recover()
+        self.resources.rebuild_hooks()
         self.resources.ensure_system_namespaces()
         self._commit()
         self.store.take_pending()
