@@ -1,0 +1,1 @@
+"""The cluster DNS add-on: svc.cluster.local names served on loopback."""

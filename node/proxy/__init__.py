@@ -1,0 +1,1 @@
+"""kube-proxy: a per-node rules table computed from Services and EndpointSlices."""
