@@ -50,15 +50,24 @@ def run_scheduler(ctx: ChildContext) -> None:
 
 
 def run_controller_manager(ctx: ChildContext) -> None:
-    from control.controllers.manager import run
+    from control.controllers.manager import CONTROLLERS, run
     run(server=ctx.server, profile_name=ctx.config.profile,
-        log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name)
+        log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
+        controllers=tuple(CONTROLLERS))
+
+
+def run_dns(ctx: ChildContext) -> None:
+    from control.dns.server import run
+    run(server=ctx.server, profile_name=ctx.config.profile, listen_host="127.0.0.1",
+        port=ctx.config.dns_port, log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
+        port_file=str(ctx.layout.run / "dns.endpoint"))
 
 
 ROLES: dict[str, Callable[[ChildContext], None]] = {
     "node": run_node,
     "scheduler": run_scheduler,
     "controller-manager": run_controller_manager,
+    "dns": run_dns,
 }
 
 
@@ -67,7 +76,8 @@ def preimport() -> list[str]:
     failed = []
     for mod in ("node.kubelet.kubelet", "control.scheduler.scheduler", "control.controllers.manager",
                 "emulator.client", "emulator.informer", "emulator.events", "emulator.transport.zmq",
-                "node.runtime.fake", "zmq", "msgpack",
+                "node.runtime.fake", "node.proxy.proxy", "control.dns.server", "dnslib",
+                "zmq", "msgpack",
                 "structlog"):
         try:
             __import__(mod)

@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--zones", default="1", help="a count (3: zone-a..zone-c) or names (a,b)")
     up.add_argument("--port", type=int, default=0, help="apiserver port on 127.0.0.1 (0: any free one)")
     up.add_argument("--dir", help="lab directory (default: $KEMU_HOME/labs/NAME)")
+    up.add_argument("--no-dns", action="store_true", help="leave out the DNS add-on")
+    up.add_argument("--dns-port", type=int, default=0, help="DNS port on 127.0.0.1 (0: any free one)")
     up.add_argument("--timeout", type=float, help="seconds to wait for the nodes to be Ready")
     up.set_defaults(func=cmd_up)
 
@@ -92,7 +94,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         lab = Lab(args.nodes, name=args.name, profile=args.profile, runtime=args.runtime,
                   node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
-                  zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout)
+                  zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
+                  dns=not args.no_dns, dns_port=args.dns_port)
     except ValueError as e:
         return _fail(str(e))
     try:
@@ -105,6 +108,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"lab {lab.name} is up: {len(lab.nodes)} node(s) Ready, profile {lab.config.profile}")
     print(f"  directory: {lab.layout.root}")
     print(f"  apiserver: {lab.server}")
+    if lab.dns_address:
+        print(f"  dns:       {lab.dns_address}")
     print("  try:       kemu get nodes      (this lab is now the current one)")
     print(f"  or:        export KEMU_SERVER={lab.server}")
     return 0
@@ -149,6 +154,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ready = 0
     if args.output == "json":
         print(json.dumps({"lab": lab.name, "running": lab.running(), "ready_nodes": ready,
+                          "dns": lab.dns_address,
                           "nodes": len(lab.nodes), "processes": rows}, indent=1))
         return 0
     lines = ["NAME\tROLE\tPID\tSTATE\tCPU%\tRSS\tUPTIME\tRESTARTS"]
@@ -160,6 +166,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                      f"{_age(r['uptime_s']) if r['uptime_s'] else '-'}\t{r['restarts']}")
     print(align("\n".join(lines) + "\n"), end="")
     print(f"\n{ready}/{len(lab.nodes)} nodes Ready" + ("" if lab.running() else " (the lab is down)"))
+    print(f"apiserver: {lab.server if lab.running() else '-'}")
+    print(f"dns:       {lab.dns_address or '-'}")
     return 0
 
 

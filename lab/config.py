@@ -46,6 +46,8 @@ class LabConfig:
     node_pods: int = 110
     zones: list[str] = field(default_factory=lambda: ["zone-a"])
     port: int = 0
+    dns: bool = True
+    dns_port: int = 0
     node_names: list[str] = field(default_factory=list)
 
     def validate(self) -> "LabConfig":
@@ -67,6 +69,8 @@ class LabConfig:
                 raise ValueError(f"{flag}: invalid quantity {value!r}: {e}") from None
         if self.node_pods < 1:
             raise ValueError(f"--node-pods: must be at least 1, got {self.node_pods}")
+        if not 0 <= self.dns_port <= 65535:
+            raise ValueError(f"--dns-port: {self.dns_port} is not a port number (0 picks a free one)")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port: {self.port} is not a port number (0 picks a free one)")
         if not self.node_names:

@@ -94,11 +94,11 @@ class Lab:
                  runtime: str = "fake", node_cpu: str = "4", node_memory: str = "16Gi",
                  node_pods: int = 110, zones: str | list[str] = "1", port: int = 0,
                  dir: str | Path | None = None, ready_timeout: float | None = None,
-                 make_current: bool = True) -> None:
+                 make_current: bool = True, dns: bool = True, dns_port: int = 0) -> None:
         self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
                                 node_cpu=node_cpu, node_memory=node_memory, node_pods=node_pods,
                                 zones=parse_zones(zones) if isinstance(zones, str) else list(zones),
-                                port=port)
+                                port=port, dns=dns, dns_port=dns_port)
         self.layout = LabLayout(Path(dir) if dir else lab_dir_for(name))
         self.ready_timeout = ready_timeout
         self.make_current = make_current
@@ -146,6 +146,14 @@ class Lab:
         except OSError:
             raise LabError(f"lab {self.name} has no running apiserver ({self.layout.endpoint} "
                            "is missing)") from None
+
+    @property
+    def dns_address(self) -> str | None:
+        """``udp://127.0.0.1:P tcp://127.0.0.1:P`` of the DNS add-on, once it serves."""
+        try:
+            return (self.layout.run / "dns.endpoint").read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def client(self) -> Client:

@@ -41,7 +41,7 @@ from lab.children import ROLES, ChildContext, preimport
 from lab.config import LabConfig
 from lab.paths import LabLayout
 
-CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager")
+CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager", "dns")
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
 
@@ -91,7 +91,7 @@ class Supervisor:
         try:
             self._start_apiserver(self.children.setdefault(
                 "apiserver", Child("apiserver", "apiserver")))
-            for role in ("scheduler", "controller-manager"):
+            for role in ("scheduler", "controller-manager") + (("dns",) if self.config.dns else ()):
                 self._fork(self.children.setdefault(role, Child(role, role)))
             # Nodes wait at a starting gate until all are forked: a fork loop that
             # competes with a hundred starting children for two cores runs 3x slower.

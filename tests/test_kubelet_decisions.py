@@ -219,3 +219,18 @@ def test_ipam():
     assert ipam.allocate("127.64.3.0/24", ["127.64.3.2"]) == "127.64.3.3"
     assert ipam.allocate("127.64.3.0/30", ["127.64.3.2"]) == ""
     assert ipam.allocate("", []) == ""
+
+
+def test_phase_follows_kubernetes_get_phase_for_restarting_containers() -> None:
+    """A container waiting to restart after a failure is stopped, not succeeded."""
+    def pod(policy: str) -> dict:
+        return {"spec": {"restartPolicy": policy, "containers": [{"name": "a"}, {"name": "b"}]}}
+    crashed = {"name": "a", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+               "lastState": {"terminated": {"exitCode": 1}}}
+    done = {"name": "b", "state": {"terminated": {"exitCode": 0}}}
+    failed = {"name": "a", "state": {"terminated": {"exitCode": 2}}}
+    assert sync.get_phase(pod("OnFailure"), [crashed, done]) == "Running"
+    assert sync.get_phase(pod("OnFailure"), [done, dict(done, name="a")]) == "Succeeded"
+    assert sync.get_phase(pod("Never"), [failed, done]) == "Failed"
+    assert sync.get_phase(pod("Never"), [dict(done, name="a"), done]) == "Succeeded"
+    assert sync.get_phase(pod("Always"), [failed, done]) == "Running"

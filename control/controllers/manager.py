@@ -97,6 +97,12 @@ def _nodelifecycle(ctx: ControllerContext) -> Controller:
 # name -> constructor. Later: replicaset, deployment, endpoints, garbagecollector.
 CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "nodelifecycle": _nodelifecycle,
+    "daemonset": lambda ctx: __import__("control.controllers.daemonset", fromlist=["_"]).DaemonSetController(ctx),
+    "job": lambda ctx: __import__("control.controllers.job", fromlist=["_"]).JobController(ctx),
+    "garbagecollector": lambda ctx: __import__("control.controllers.garbagecollector", fromlist=["_"]).GarbageCollector(ctx),
+    "replicaset": lambda ctx: __import__("control.controllers.replicaset", fromlist=["_"]).ReplicaSetController(ctx),
+    "deployment": lambda ctx: __import__("control.controllers.deployment", fromlist=["_"]).DeploymentController(ctx),
+    "endpointslice": lambda ctx: __import__("control.controllers.endpointslice", fromlist=["_"]).EndpointSliceController(ctx),
 }
 
 

@@ -53,3 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--nodes", type=_positive(int), default=100)
     sc.add_argument("--pods", type=_positive(int), default=5000)
     sc.set_defaults(func=lambda args: __import__("lab.bench.scheduler", fromlist=["main"]).main(args))
+    d = bsub.add_parser("dns", help="DNS add-on qps and p99 vs. a constant dnslib server")
+    d.add_argument("--seconds", type=_positive(float), default=3.0)
+    d.add_argument("--services", type=_positive(int), default=1000)
+    d.set_defaults(func=lambda args: __import__("lab.bench.dns", fromlist=["main"]).main(args))

@@ -346,7 +346,9 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
         lab: str | None = None, stop: Any = None, *, node_ip: str = "127.0.0.1",
         pod_cidr: str | None = None, node_index: int | None = None,
         ephemeral_storage: str = "100Gi") -> int:
-    """The node process's entry: configure logging, connect, run the kubelet until stopped."""
+    """The node process's entry: configure logging, connect, and run the kubelet and
+    kube-proxy in one loop on one client until stopped."""
+    from node.proxy.proxy import KubeProxy
     die_with_parent()
     klog.configure(COMPONENT, node=node_name, lab=lab, path=log_path)
     log = klog.get_logger()
@@ -356,6 +358,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
     kubelet = Kubelet(client, profile, node_name, root_dir=root_dir, zone=zone, cpu=cpu,
                       memory=memory, pods=pods, ephemeral_storage=ephemeral_storage,
                       node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index)
+    proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
     try:
         while not stop:
             try:
@@ -366,6 +369,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
                 time.sleep(min(1.0, profile.node_lease_renew_interval))
         while not stop:
             kubelet.step(0.1)
+            proxy.step(0)   # handles what the kubelet's poll buffered; starts itself
     finally:
         log.info("kubelet_stopped")
         client.close()

@@ -125,11 +125,15 @@ def get_phase(pod: dict, statuses: list[dict], terminating_done: bool = False) -
     if running:
         return "Running"
     if stopped:
-        if terminating_done or policy == "Never":
-            return "Failed" if failed else "Succeeded"
+        # Kubernetes' getPhase: only containers that are terminated now count as
+        # succeeded; one waiting to restart after an exit is stopped, not succeeded.
+        if terminating_done:
+            return "Failed" if failed or stopped != succeeded else "Succeeded"
         if policy == "Always":
             return "Running"
-        return "Succeeded" if not failed else "Running"   # OnFailure
+        if stopped == succeeded:
+            return "Succeeded"
+        return "Failed" if policy == "Never" else "Running"   # OnFailure: restarting
     return "Pending"
 
 

@@ -7,8 +7,9 @@ flags). ``COMMANDS`` lists them in help order.
 """
 from __future__ import annotations
 
-from emulator.cli.commands import apply, create, delete, describe, get, label, patch
+from emulator.cli.commands import apply, create, delete, describe, get, label, patch, proxy
+from emulator.cli.commands import rollout, scale
 
-COMMANDS = (get, describe, create, apply, delete, patch, label)
+COMMANDS = (get, describe, create, apply, delete, patch, label, proxy, scale, rollout)
 
 __all__ = ["COMMANDS"]

@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="remove immediately, without waiting for graceful termination")
     p.add_argument("--now", action="store_true", help="signal to terminate now (grace 1)")
-    p.add_argument("--cascade", nargs="?", const="background", default=None,
+    p.add_argument("--cascade", nargs="?", const="background", default="background",
                    choices=sorted(CASCADE), metavar="background|foreground|orphan",
                    help="how dependents are deleted (default background)")
     p.add_argument("--wait", type=parse_bool, nargs="?", const=True, default=True,
