@@ -106,3 +106,14 @@ def test_unwatch_stops_events(c: Client) -> None:
     w.stop()
     c.create(cm("a"))
     assert w.next(0.1) is None
+
+
+def test_resuming_replays_only_the_watched_kind(c: Client) -> None:
+    """History holds every kind's events; a resumed watch must get only its own."""
+    rv = c.ping()["resourceVersion"]
+    c.create(cm("a"))
+    c.create(pod("p"))
+    c.delete("ConfigMap", "a", "default")
+    w = c.watch("Pod", resource_version=rv)
+    assert drain(w, 1) == [("ADDED", "p")]
+    assert w.next(0.1) is None

@@ -445,7 +445,8 @@ class APIServer:
                 for ev in reversed(self.store.history):
                     if ev.rev <= pw.resource_version:
                         break
-                    replay.append(ev)
+                    if ev.kind == w.kind:   # history holds every kind's events
+                        replay.append(ev)
                 for ev in reversed(replay):
                     typ, obj = self.hub._transition(w, ev)
                     if typ is not None and not self.hub.deliver(
