@@ -1,10 +1,11 @@
 """``make demo`` / ``kemu demo``: the main job on the embedded default.
 
 1. a 10-node lab with the ``fast`` profile;
-2. manifests applied and a batch of pods, scheduled and Running;
+2. manifests applied, and a Deployment behind a Service;
 3. one node process killed;
-4. detection (NotReady), the unreachable taint, and the eviction of that
-   node's pods, each shown as it happens;
+4. detection (NotReady), the unreachable taint, the eviction of that node's
+   pods and their replacements on other nodes, the EndpointSlice and a proxy
+   table without them, and DNS still answering;
 5. a short timeline built from the logs;
 6. teardown.
 
@@ -21,7 +22,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PODS = 30
+REPLICAS = 12
+
+
+def resolve(port: int) -> str:
+    from control.dns.server import query
+    answer = query("127.0.0.1", port, "web.demo.svc.cluster.local")
+    return ", ".join(str(r.rdata) for r in answer.rr) or "(no answer)"
 
 
 def say(msg: str) -> None:
@@ -33,15 +40,6 @@ def kemu(*args: str) -> None:
     rc = subprocess.call([sys.executable, "-m", "lab.cli", *args], cwd=ROOT)
     if rc != 0:
         raise RuntimeError(f"kemu {' '.join(args)} failed with exit code {rc}")
-
-
-def batch(n: int) -> dict:
-    return {"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Pod",
-         "metadata": {"name": f"batch-{i}", "namespace": "demo", "labels": {"app": "batch"}},
-         "spec": {"containers": [{"name": "work", "image": "busybox:1.36",
-                                  "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}
-        for i in range(n)]}
 
 
 def main() -> int:
@@ -57,29 +55,37 @@ def main() -> int:
             print(f"10 nodes Ready in {time.monotonic() - t0:.1f}s; lab directory {lab.layout.root}")
             kemu("get", "nodes")
 
-            say(f"2. manifests and a batch of {PODS} pods")
+            say("2. manifests, and a Deployment of 12 behind a Service")
             kemu("apply", "-f", str(ROOT / "examples"))
-            import json
-            manifest = Path(home) / "batch.json"
-            manifest.write_text(json.dumps(batch(PODS)))
-            kemu("create", "-f", str(manifest))
+            kemu("create", "-f", str(ROOT / "examples" / "workloads" / "web.yaml"))
             c = lab.client
 
-            def pods() -> list[dict]:
-                return c.list("Pod", "demo")["items"]
-            lab.wait_for(lambda: all((p.get("status") or {}).get("phase") == "Running" for p in pods())
-                         and len(pods()) == PODS + 1, 30, what="every pod Running")
-            kemu("get", "pods", "-n", "demo", "-o", "wide")
+            def web_pods() -> list[dict]:
+                return [p for p in c.list("Pod", "demo", label_selector="app=web")["items"]
+                        if not p["metadata"].get("deletionTimestamp")]
+
+            def available() -> int:
+                d = c.get("Deployment", "web", "demo")
+                return (d.get("status") or {}).get("availableReplicas") or 0
+            lab.wait_for(lambda: available() == REPLICAS, 30, what="the Deployment available")
+            kemu("get", "deployments", "-n", "demo")
+            kemu("get", "services", "-n", "demo")
+            kemu("get", "pods", "-n", "demo", "-l", "app=web", "-o", "wide")
+            svc_ip = c.get("Service", "web", "demo")["spec"]["clusterIP"]
+            dns_port = int(lab.dns_address.split()[0].rsplit(":", 1)[1])
+            print(f"\nDNS: web.demo.svc.cluster.local -> {resolve(dns_port)}  (ClusterIP {svc_ip})")
 
             by_node: dict[str, list[str]] = {}
-            for p in pods():
+            for p in web_pods():
                 by_node.setdefault(p["spec"]["nodeName"], []).append(p["metadata"]["name"])
             victim = max(by_node, key=lambda n: len(by_node[n]))
-            say(f"3. killing {victim} (it runs {len(by_node[victim])} pods)")
+            witness = next(n for n in lab.nodes if n != victim)
+            lost_ips = {p["status"]["podIP"] for p in web_pods() if p["spec"]["nodeName"] == victim}
+            say(f"3. killing {victim} (it runs {len(by_node[victim])} of the web pods)")
             killed_at = time.monotonic()
             lab.kill(victim)
 
-            say("4. detection, taint, eviction")
+            say("4. detection, taint, eviction, replacement")
 
             def ready(node: str) -> str:
                 for cond in c.get("Node", node)["status"].get("conditions") or []:
@@ -91,13 +97,32 @@ def main() -> int:
             kemu("get", "nodes")
             taints = lab.wait_for(lambda: c.get("Node", victim)["spec"].get("taints"), 10, what="taints")
             print("taints: " + ", ".join(f"{t['key']}:{t['effect']}" for t in taints))
-            gone = set(by_node[victim])
-            lab.wait_for(lambda: all((p["metadata"].get("deletionTimestamp") or
-                                      p["metadata"]["name"] not in gone)
-                                     for p in pods()), 60, what="eviction of the node's pods")
-            print(f"{len(gone)} pods on {victim} marked for deletion "
+
+            def replaced() -> bool:
+                live = [p for p in web_pods() if p["spec"].get("nodeName") not in (None, victim)
+                        and (p.get("status") or {}).get("phase") == "Running"]
+                return len(live) == REPLICAS
+            lab.wait_for(replaced, 60, what="replacements on the other nodes")
+            print(f"{len(by_node[victim])} pods evicted from {victim} and replaced on other nodes "
                   f"{time.monotonic() - killed_at:.1f}s after the kill (toleration: 15s in fast)")
-            kemu("get", "pods", "-n", "demo", "--field-selector", f"spec.nodeName={victim}")
+            kemu("get", "pods", "-n", "demo", "-l", "app=web", "-o", "wide")
+
+            def endpoints() -> set[str]:
+                out = set()
+                for sl in c.list("EndpointSlice", "demo", label_selector="kubernetes.io/service-name=web")["items"]:
+                    for ep in sl.get("endpoints") or []:
+                        if (ep.get("conditions") or {}).get("ready"):
+                            out.update(ep["addresses"])
+                return out
+            lab.wait_for(lambda: len(endpoints()) == REPLICAS and not endpoints() & lost_ips, 10,
+                         what="the EndpointSlice to drop the dead node's pods")
+            print(f"EndpointSlice: {REPLICAS} ready endpoints, none on {victim}")
+            rules = lab.layout.node_root(witness) / "var" / "lib" / "kemu" / "proxy-rules.txt"
+            lab.wait_for(lambda: not any(f"{ip}:" in rules.read_text() for ip in lost_ips), 10,
+                         what=f"{witness}'s proxy table to drop them")
+            print(f"\n{witness}'s proxy table (kemu proxy rules {witness}):")
+            kemu("proxy", "rules", witness)
+            print(f"DNS still answers: web.demo.svc.cluster.local -> {resolve(dns_port)}")
 
             say("5. the timeline (supervisor and controller-manager, since the kill)")
             from lab.logs import Filter, format_record, timeline
