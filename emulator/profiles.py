@@ -23,6 +23,7 @@ class Profile:
     crashloop_backoff_initial: float = 10.0
     crashloop_backoff_max: float = 300.0
     crashloop_backoff_reset: float = 600.0   # a container that ran this long starts back-off afresh
+    proxy_min_sync_period: float = 1.0       # kube-proxy's --iptables-min-sync-period
     # controller-manager
     node_monitor_period: float = 5.0
     node_monitor_grace_period: float = 40.0

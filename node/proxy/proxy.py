@@ -15,8 +15,8 @@ Contract
   whole (``rules.compute_table``) and swapped in at once: a relist replaces it
   atomically, and a node cut off from the apiserver keeps its last (stale)
   table until it hears from the apiserver again, as a real kube-proxy does.
-  Syncs are rate-limited to one per ``min_sync_period`` (a profile-derived
-  ``kubelet_sync_frequency / 10``, Kubernetes' ``minSyncPeriod`` spirit).
+  Syncs are rate-limited to one per ``profile.proxy_min_sync_period``
+  (kube-proxy's ``--iptables-min-sync-period``: 1 s by default, 50 ms in ``fast``).
 * ``table()`` returns the current ``rules.Table``; ``rendered()`` its
   iptables-save text. When ``root_dir`` is given, each sync that changes the
   text writes it atomically to ``<root_dir>/var/lib/kemu/proxy-rules.txt``
@@ -60,7 +60,7 @@ class KubeProxy:
         self.slices = Informer(client, "EndpointSlice", clock=clock)
         for inf in (self.services, self.slices):
             inf.add_event_handler(self._changed, lambda _o, _n: self._changed(), lambda _o: self._changed())
-        self.min_sync_period = profile.kubelet_sync_frequency / 10
+        self.min_sync_period = profile.proxy_min_sync_period
         self._table = rules.Table(node_name, node_ip)
         self._rendered = rules.render_iptables(self._table)
         self.dirty = False
