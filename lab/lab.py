@@ -243,29 +243,51 @@ class Lab:
         return list(data.get("processes") or [])
 
     def wait_nodes_ready(self, names: list[str], timeout: float | None = None) -> None:
+        """Wait until every named Node is Ready (list, then watch, as ``kubectl wait``
+        does), or raise naming the nodes that are not, or that died starting."""
         timeout = timeout if timeout is not None else 30.0 + 0.1 * len(names)
         deadline = time.monotonic() + timeout
         want = set(names)
         ready: set[str] = set()
-        while True:
-            dead = [p for p in self.processes() if p["name"] in want and p["state"] == "exited"]
-            if dead:
-                raise LabError("node(s) exited during start-up: " + ", ".join(
-                    f"{p['name']} (exit code {p['exit_code']})" for p in dead) +
-                    f"; see 'kemu lab logs --node NAME' (logs in {self.layout.logs})")
-            try:
-                nodes = self.client.list_all("Node")["items"]
-                ready = {n["metadata"]["name"] for n in nodes if node_ready(n)} & want
-            except Exception:
-                pass
-            if ready == want:
-                return
-            if time.monotonic() > deadline:
-                missing = sorted(want - ready, key=lambda n: (len(n), n))
-                shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-                raise LabError(f"{len(missing)} of {len(want)} node(s) not Ready after {timeout:g}s: "
-                               f"{shown}; see 'kemu lab status' and 'kemu lab logs'")
-            time.sleep(0.05)
+        watch = None
+        next_check = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_check:   # a node process that died cannot become Ready
+                    next_check = now + 0.2
+                    dead = [p for p in self.processes() if p["name"] in want and p["state"] == "exited"]
+                    if dead:
+                        raise LabError("node(s) exited during start-up: " + ", ".join(
+                            f"{p['name']} (exit code {p['exit_code']})" for p in dead) +
+                            f"; see 'kemu lab logs --node NAME' (logs in {self.layout.logs})")
+                try:
+                    if watch is None or watch.closed:
+                        nodes = self.client.list_all("Node")
+                        ready = {n["metadata"]["name"] for n in nodes["items"] if node_ready(n)} & want
+                        watch = self.client.watch("Node", resource_version=nodes["metadata"]["resourceVersion"])
+                    ev = watch.next(0.1) if ready != want else None
+                    while ev is not None:
+                        name = ev["object"]["metadata"]["name"]
+                        if ev["type"] != "DELETED" and node_ready(ev["object"]):
+                            ready.add(name)
+                        else:
+                            ready.discard(name)
+                        ev = watch.next(0)
+                    ready &= want
+                except Exception:
+                    watch = None
+                    time.sleep(0.05)
+                if ready == want:
+                    return
+                if time.monotonic() > deadline:
+                    missing = sorted(want - ready, key=lambda n: (len(n), n))
+                    shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+                    raise LabError(f"{len(missing)} of {len(want)} node(s) not Ready after {timeout:g}s: "
+                                   f"{shown}; see 'kemu lab status' and 'kemu lab logs'")
+        finally:
+            if watch is not None:
+                watch.stop()
 
     # -- operations ---------------------------------------------------------
     def wait_for(self, predicate: Callable[[], T], timeout: float, interval: float = 0.05,
