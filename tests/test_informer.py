@@ -1,7 +1,6 @@
 """Informers: list-then-watch, handlers, relist on Expired, and survival of an apiserver restart."""
 from __future__ import annotations
 
-import pytest
 
 from emulator.api.errors import EXPIRED, APIError
 from emulator.client import Client

@@ -22,6 +22,9 @@ import json
 import time
 from typing import Any, Iterator
 
+from emulator.api import errors
+from emulator.api.errors import APIError
+
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _FNV_OFFSET = 0x811C9DC5
@@ -158,3 +161,54 @@ def merge_labels(*maps: dict[str, Any] | None) -> dict[str, str]:
     for m in maps:
         out.update(m or {})
     return out
+
+
+class KeyedSync:
+    """The loop of a controller that reconciles objects by (namespace, name).
+
+    A subclass keeps ``dirty`` (keys to sync now) and ``timers`` (key -> wall
+    time to sync at), and provides ``kind`` and ``sync_one(key)``. ``sync``
+    runs every dirty or due key: a Conflict puts the key back (a newer object
+    is on its way through the informer); other API errors are logged for that
+    key; a lost apiserver keeps the rest for the next turn.
+    """
+    name: str
+    kind: str
+    dirty: set
+    timers: dict
+    log: Any
+    clock: Any
+    wall: Any
+
+    def sync_one(self, key: tuple[str, str]) -> None:
+        raise NotImplementedError
+
+    def next_due(self) -> float:
+        now = self.clock()
+        if self.dirty:
+            return now
+        if self.timers:
+            return now + max(0.0, min(self.timers.values()) - self.wall())
+        return now + 3600.0
+
+    def sync(self) -> None:
+        wall = self.wall()
+        for key, at in list(self.timers.items()):
+            if at <= wall:
+                del self.timers[key]
+                self.dirty.add(key)
+        todo, self.dirty = sorted(self.dirty), set()
+        for i, key in enumerate(todo):
+            try:
+                self.sync_one(key)
+            except (APIError, ConnectionError) as e:
+                if isinstance(e, APIError) and e.code == errors.CONFLICT:
+                    self.dirty.add(key)
+                    continue
+                if isinstance(e, APIError) and e.code not in (errors.UNAVAILABLE, errors.TIMEOUT):
+                    self.log.error(f"{self.name}_sync_failed", kind=self.kind, namespace=key[0],
+                                   name=key[1], code=e.code, error=str(e))
+                    continue
+                self.dirty.update(todo[i:])
+                self.log.warning("apiserver_unavailable", controller=self.name, error=str(e))
+                return

@@ -45,8 +45,9 @@ def _key(obj: dict) -> Key:
     return (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
 
 
-class DeploymentController:
+class DeploymentController(cu.KeyedSync):
     name = "deployment"
+    kind = "Deployment"
 
     def __init__(self, ctx: "ControllerContext") -> None:
         self.client = ctx.client
@@ -95,36 +96,6 @@ class DeploymentController:
     def start(self) -> None:
         pass
 
-    def next_due(self) -> float:
-        now = self.clock()
-        if self.dirty:
-            return now
-        if self.timers:
-            return now + max(0.0, min(self.timers.values()) - self.wall())
-        return now + 3600.0
-
-    def sync(self) -> None:
-        wall = self.wall()
-        for key, at in list(self.timers.items()):
-            if at <= wall:
-                del self.timers[key]
-                self.dirty.add(key)
-        todo, self.dirty = sorted(self.dirty), set()
-        for i, key in enumerate(todo):
-            try:
-                self.sync_deployment(key)
-            except (APIError, ConnectionError) as e:
-                if isinstance(e, APIError) and e.code == errors.CONFLICT:
-                    self.dirty.add(key)
-                    continue
-                if isinstance(e, APIError) and e.code not in (errors.UNAVAILABLE, errors.TIMEOUT):
-                    self.log.error("deployment_sync_failed", kind="Deployment", namespace=key[0], name=key[1],
-                                   code=e.code, error=str(e))
-                    continue
-                self.dirty.update(todo[i:])
-                self.log.warning("apiserver_unavailable", controller=self.name, error=str(e))
-                return
-
     def owned_rss(self, d: dict) -> list[dict]:
         ns, uid = d["metadata"].get("namespace") or "", d["metadata"].get("uid")
         selector = label_selector_from_dict((d.get("spec") or {}).get("selector"))
@@ -145,6 +116,9 @@ class DeploymentController:
                               owner=d["metadata"]["name"])
                 out.append(rs)
         return out
+
+    def sync_one(self, key: tuple[str, str]) -> None:
+        self.sync_deployment(key)
 
     def sync_deployment(self, key: Key) -> None:
         d = self.deploys.get(key[1], key[0])

@@ -22,13 +22,13 @@ Contract
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from emulator.api import errors
 from emulator.api.errors import APIError
+from emulator.component import start_with_backoff
 from emulator.client import Client
 from emulator.informer import Informer
 from emulator.logging import configure, get_logger
@@ -162,17 +162,7 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     client = Client(server, component="controller-manager", lab=lab)
     try:
         cm = ControllerManager(client, profile, controllers=controllers)
-        delay = 0.1
-        while not stop:
-            try:
-                cm.start()
-                break
-            except (APIError, ConnectionError) as e:
-                log.warning("apiserver_unavailable", error=str(e), retry_in=delay)
-                deadline = time.monotonic() + random.uniform(delay / 2, delay)
-                while not stop and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                delay = min(5.0, delay * 2)
+        start_with_backoff(cm.start, stop, log)
         while not stop:
             cm.step(0.1)
         log.info("controller_manager_stopped")

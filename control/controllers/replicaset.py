@@ -82,8 +82,9 @@ def _key(obj: dict) -> Key:
     return (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
 
 
-class ReplicaSetController:
+class ReplicaSetController(cu.KeyedSync):
     name = "replicaset"
+    kind = "ReplicaSet"
 
     def __init__(self, ctx: "ControllerContext") -> None:
         self.client = ctx.client
@@ -161,36 +162,6 @@ class ReplicaSetController:
     def start(self) -> None:
         pass
 
-    def next_due(self) -> float:
-        now = self.clock()
-        if self.dirty:
-            return now
-        if self.timers:
-            return now + max(0.0, min(self.timers.values()) - self.wall())
-        return now + 3600.0
-
-    def sync(self) -> None:
-        wall = self.wall()
-        for key, at in list(self.timers.items()):
-            if at <= wall:
-                del self.timers[key]
-                self.dirty.add(key)
-        todo, self.dirty = sorted(self.dirty), set()
-        for i, key in enumerate(todo):
-            try:
-                self.sync_replicaset(key)
-            except (APIError, ConnectionError) as e:
-                if isinstance(e, APIError) and e.code == errors.CONFLICT:
-                    self.dirty.add(key)   # a newer object is on its way through the informer
-                    continue
-                if isinstance(e, APIError) and e.code not in (errors.UNAVAILABLE, errors.TIMEOUT):
-                    self.log.error("replicaset_sync_failed", kind="ReplicaSet", namespace=key[0], name=key[1],
-                                   code=e.code, error=str(e))
-                    continue
-                self.dirty.update(todo[i:])
-                self.log.warning("apiserver_unavailable", controller=self.name, error=str(e))
-                return
-
     def pods_in(self, ns: str) -> list[dict]:
         out = []
         for name in self.pods_by_ns.get(ns, ()):
@@ -198,6 +169,9 @@ class ReplicaSetController:
             if p is not None:
                 out.append(p)
         return out
+
+    def sync_one(self, key: tuple[str, str]) -> None:
+        self.sync_replicaset(key)
 
     def sync_replicaset(self, key: Key) -> None:
         rs = self.rss.get(key[1], key[0])

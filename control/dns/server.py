@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import random
 import struct
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from control.dns import records as rec
 from emulator.api.errors import APIError
+from emulator.component import start_with_backoff
 from emulator.client import Client
 from emulator.informer import Informer
 from emulator.logging import configure, get_logger
@@ -289,17 +289,7 @@ def run(server: str, profile_name: str = "default", listen_host: str = "127.0.0.
         write_port_file(port_file, listener)
     log.info("dns_listening", address=listener.address, domain=domain)
     try:
-        delay = 0.1
-        while not stop:
-            try:
-                dns.start()
-                break
-            except (APIError, ConnectionError) as e:
-                log.warning("apiserver_unavailable", error=str(e), retry_in=delay)
-                deadline = time.monotonic() + random.uniform(delay / 2, delay)
-                while not stop and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                delay = min(5.0, delay * 2)
+        start_with_backoff(dns.start, stop, log)
         while not stop:
             dns.step(0.1)
     finally:

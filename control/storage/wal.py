@@ -64,7 +64,7 @@ from typing import Any
 
 import msgpack
 
-from .snapshot import (CorruptSnapshotError, StorageError, delete_old_snapshots, write_all,
+from .snapshot import (StorageError, delete_old_snapshots, write_all,
                        freeze_key, fsync_dir, gc_paused, list_numbered,
                        load_newest_snapshot, write_snapshot)
 

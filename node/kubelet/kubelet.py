@@ -35,6 +35,7 @@ from typing import Any, Callable
 from emulator import logging as klog
 from emulator.api import errors
 from emulator.api.errors import APIError
+from emulator.component import start_with_backoff
 from emulator.client import Client
 from emulator.events import EventRecorder
 from emulator.informer import Informer
@@ -360,13 +361,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
                       node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index)
     proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
     try:
-        while not stop:
-            try:
-                kubelet.start()
-                break
-            except APIError as e:
-                log.warning("kubelet_start_failed", error=e.message)
-                time.sleep(min(1.0, profile.node_lease_renew_interval))
+        start_with_backoff(kubelet.start, stop, log, max_delay=min(1.0, profile.node_lease_renew_interval))
         while not stop:
             kubelet.step(0.1)
             proxy.step(0)   # handles what the kubelet's poll buffered; starts itself

@@ -32,6 +32,7 @@ import time
 from typing import Any, Callable
 
 from emulator.api.errors import APIError
+from emulator.component import start_with_backoff
 from emulator.client import Client
 from emulator.informer import Informer
 from emulator.logging import configure, get_logger
@@ -163,17 +164,7 @@ def run(server: str, node_name: str, profile_name: str = "default", root_dir: st
     client = Client(server, component="kube-proxy", node=node_name, lab=lab)
     proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
     try:
-        delay = 0.1
-        while not stop:
-            try:
-                proxy.start()
-                break
-            except (APIError, ConnectionError) as e:
-                log.warning("apiserver_unavailable", error=str(e), retry_in=delay)
-                deadline = time.monotonic() + random.uniform(delay / 2, delay)
-                while not stop and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                delay = min(5.0, delay * 2)
+        start_with_backoff(proxy.start, stop, log)
         while not stop:
             proxy.step(0.1)
     finally:

@@ -153,7 +153,7 @@ def _status(ctx: Context, rt: Any, name: str, ns: str | None) -> None:
             if ev is None:
                 continue
             if ev.get("type") == "DELETED":
-                raise CLIError(f'object has been deleted')
+                raise CLIError('object has been deleted')
             if ev.get("type") in ("ADDED", "MODIFIED"):
                 d = ev["object"]
     finally:
@@ -238,7 +238,7 @@ def _history(ctx: Context, rt: Any, name: str, ns: str | None) -> None:
     want = ctx.args.revision
     if want:
         if want not in history:
-            raise CLIError(f"unable to find the specified revision")
+            raise CLIError("unable to find the specified revision")
         from emulator.cli.printers import dump_yaml
         ctx.out.write(f"{ref(rt, name)} with revision #{want}\nPod Template:\n")
         ctx.out.write(dump_yaml(history[want]["spec"]["template"]))
