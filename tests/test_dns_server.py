@@ -14,6 +14,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from control.dns import server as dns
 from emulator.client import Client
 from emulator.profiles import FAST
+from tests.conftest import poll_for
 
 
 class Flag:
@@ -119,10 +120,7 @@ def test_run_entry_writes_port_file(mem_server: Any, tmp_path: Path) -> None:
                                                      port_file=str(port_file)), daemon=True)
     t.start()
     try:
-        deadline = time.monotonic() + 10
-        while not port_file.exists():
-            assert time.monotonic() < deadline, "no port file"
-            time.sleep(0.01)
+        poll_for(port_file.exists, 10, what="the DNS port file")
         udp, tcp = port_file.read_text().split()
         assert udp.startswith("udp://127.0.0.1:") and tcp == "tcp://" + udp[len("udp://"):]
         port = int(udp.rsplit(":", 1)[1])
