@@ -43,6 +43,7 @@ class NodeHeartbeat:
         self.node: dict | None = None
         self.posted: dict | None = None   # the status last posted
         self.registered = False
+        self.lease_exists: bool | None = None   # None: unknown, so patch first
         self.next_lease = 0.0
         self.next_status = 0.0
         self.last_post = -1e18
@@ -56,6 +57,7 @@ class NodeHeartbeat:
         wall = self.wall()
         try:
             self.node = self.client.create(node_status.build_node(self.cfg, wall, self.boot_id))
+            self.lease_exists = False   # a new Node almost never has a Lease: create it directly
             self.log.info("node_registered", kind="Node", name=self.cfg.name)
         except APIError as e:
             if e.code != errors.ALREADY_EXISTS:
@@ -109,13 +111,24 @@ class NodeHeartbeat:
 
     def renew_lease(self, now: float) -> None:
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
-        try:
-            self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
-        except APIError as e:
-            if e.code != errors.NOT_FOUND:
-                raise
+        if self.lease_exists is False:
             uid = ((self.node or {}).get("metadata") or {}).get("uid")
-            self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
-                                                 self.wall()))
+            try:
+                self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
+                                                     self.wall()))
+            except APIError as e:
+                if e.code != errors.ALREADY_EXISTS:
+                    raise
+                self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
+        else:
+            try:
+                self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
+            except APIError as e:
+                if e.code != errors.NOT_FOUND:
+                    raise
+                uid = ((self.node or {}).get("metadata") or {}).get("uid")
+                self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
+                                                     self.wall()))
+        self.lease_exists = True
         self.next_lease = now + lease.renew_interval(self.profile.node_lease_renew_interval,
                                                      self.profile.jitter, self.rng)
