@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from control.controllers import daemonset_logic as logic
-from control.controllers.workload_common import OwnedPods, key_of
+from control.controllers.workload_common import OwnedPodHandlers, OwnedPods, key_of
 from emulator.api import errors
 from emulator.api.errors import APIError
 from emulator.events import EventRecorder
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from control.controllers.manager import ControllerContext
 
 
-class DaemonSetController:
+class DaemonSetController(OwnedPodHandlers):
     name = "daemonset"
 
     def __init__(self, ctx: "ControllerContext") -> None:
@@ -76,20 +76,6 @@ class DaemonSetController:
 
     def _all_dirty(self, *_args: object) -> None:
         self.dirty.update(self.by_uid.values())
-
-    def _mark_owner(self, uid: str | None) -> None:
-        if uid and uid in self.by_uid:
-            self.dirty.add(self.by_uid[uid])
-
-    def _pod_changed(self, pod: dict) -> None:
-        self._mark_owner(self.owned.add(pod))
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        self.owned.delete(old)
-        self._mark_owner(self.owned.add(new))
-
-    def _pod_deleted(self, pod: dict) -> None:
-        self._mark_owner(self.owned.delete(pod))
 
     # -- loop -----------------------------------------------------------------
     def start(self) -> None:

@@ -76,3 +76,29 @@ class OwnedPods:
             elif self._get(k[1], k[0]) is None:
                 out.append(pod)
         return out
+
+
+class OwnedPodHandlers:
+    """Pod informer handlers shared by controllers that own pods directly
+    (DaemonSet, Job): a pod event marks its owner's key dirty.
+
+    The controller provides ``owned`` (an ``OwnedPods``), ``by_uid`` (owner uid
+    -> key) and ``dirty`` (keys to sync).
+    """
+    owned: OwnedPods
+    by_uid: dict
+    dirty: set
+
+    def _mark_owner(self, uid: str | None) -> None:
+        if uid and uid in self.by_uid:
+            self.dirty.add(self.by_uid[uid])
+
+    def _pod_changed(self, pod: dict) -> None:
+        self._mark_owner(self.owned.add(pod))
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        self.owned.delete(old)
+        self._mark_owner(self.owned.add(new))
+
+    def _pod_deleted(self, pod: dict) -> None:
+        self._mark_owner(self.owned.delete(pod))
