@@ -27,6 +27,19 @@ def poll_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def step_until(component: object, predicate: Callable[[], object], what: str,
+               timeout: float = 10.0) -> object:
+    """Drive ``component.step`` until ``predicate`` holds, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        component.step(0.02)  # type: ignore[attr-defined]
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+
+
 class ThreadedServer:
     """An APIServer running its loop in a background thread."""
 

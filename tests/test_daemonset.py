@@ -1,27 +1,18 @@
 """The DaemonSet controller against a real apiserver (in-process); no kubelet, so pod status is patched."""
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 from control.controllers.manager import ControllerManager
 from emulator.client import Client
 from emulator.profiles import FAST
+from tests.conftest import step_until as run_until
 
 NS = "default"
 
 
-def run_until(cm: ControllerManager, pred: Callable[[], object], what: str, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        cm.step(0.02)
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
 
 
 def add_node(admin: Client, name: str, labels: dict | None = None) -> None:

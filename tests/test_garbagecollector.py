@@ -6,8 +6,7 @@ deleting them makes the apiserver set ``deletionTimestamp`` and keep them.
 """
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -15,19 +14,11 @@ from control.controllers.manager import ControllerManager
 from emulator.api.errors import APIError
 from emulator.client import Client
 from emulator.profiles import FAST
+from tests.conftest import step_until as run_until
 
 NS = "default"
 
 
-def run_until(cm: ControllerManager, pred: Callable[[], object], what: str, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        cm.step(0.02)
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
 
 
 def settle(cm: ControllerManager, n: int = 15) -> None:

@@ -1,29 +1,20 @@
 """The Job controller against a real apiserver (in-process); pod phases are patched (no kubelet)."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 from control.controllers.manager import ControllerManager
 from emulator.client import Client
 from emulator.profiles import FAST
+from tests.conftest import step_until as run_until
 
 NS = "default"
 PROFILE = replace(FAST, crashloop_backoff_initial=0.01, crashloop_backoff_max=0.05)
 
 
-def run_until(cm: ControllerManager, pred: Callable[[], object], what: str, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        cm.step(0.02)
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

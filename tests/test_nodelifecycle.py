@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable
 
 import pytest
 
@@ -11,6 +10,7 @@ from control.controllers.manager import ControllerManager
 from control.controllers.nodelifecycle_logic import TAINT_UNREACHABLE
 from emulator.client import Client
 from emulator.profiles import DEFAULT
+from tests.conftest import step_until as run_until
 
 PROFILE = replace(DEFAULT, node_monitor_period=5.0, node_monitor_grace_period=40.0)
 
@@ -74,15 +74,6 @@ def cluster(threaded_server):  # type: ignore[no-untyped-def]
     admin.close()
 
 
-def run_until(cm: ControllerManager, pred: Callable[[], object], what: str, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        cm.step(0.02)
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
 
 
 def taint_keys(admin: Client) -> set:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -10,17 +10,9 @@ from control.controllers import controller_utils as cu
 from control.controllers.manager import ControllerManager
 from emulator.client import Client
 from emulator.profiles import FAST
+from tests.conftest import step_until as run_until
 
 
-def run_until(cm: ControllerManager, pred: Callable[[], object], what: str, timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        cm.step(0.02)
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
 
 
 def rs_manifest(name: str = "web", replicas: int = 3, min_ready: int = 0) -> dict:
