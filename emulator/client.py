@@ -241,7 +241,9 @@ class Client:
             w._fail(e)
 
     def _start_watch(self, w: Watch, args: dict[str, Any]) -> None:
-        res = self._call("watch", args, retries=0)
+        self._adopt_watch(w, self._call("watch", args, retries=0))
+
+    def _adopt_watch(self, w: Watch, res: dict[str, Any]) -> None:
         w.wid = res["watch"]
         w.last_heard = time.monotonic()
         if not w.resource_version:
@@ -282,10 +284,19 @@ class Client:
                        f"{retries + 1} attempt(s): is it running? (check --server or KEMU_SERVER)")
 
     # -- pipelining ---------------------------------------------------------
+    def _ensure_hello(self) -> None:
+        """Say hello before a request sent without waiting: one round trip, or,
+        when that fails, a ping with the usual retries (which says hello)."""
+        if self._said_hello:
+            return
+        try:
+            self._hello()
+        except (TimeoutError, ConnectionError):
+            self._call("ping", {})
+
     def send(self, op: str, **args: Any) -> int:
         """Send a request without waiting; ``wait(id)`` collects its reply. No retries."""
-        if not self._said_hello:
-            self._call("ping", {})
+        self._ensure_hello()
         rid = next(self._ids)
         self._outstanding.add(rid)
         try:
@@ -299,8 +310,7 @@ class Client:
         """Fire and forget: send a request whose reply nobody waits for (Events).
 
         Not retried; the reply, when it comes, is dropped."""
-        if not self._said_hello:
-            self._call("ping", {})
+        self._ensure_hello()
         try:
             self._send_frame(next(self._ids), op, args)
         except ConnectionError as e:
@@ -354,9 +364,11 @@ class Client:
                                    "continue": continue_})
 
     def list_all(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
-                 field_selector: str | None = None, chunk: int = 500) -> dict:
-        """A whole list, fetched in pages of ``chunk``."""
-        first = self.list(kind, namespace, label_selector, field_selector, chunk)
+                 field_selector: str | None = None, chunk: int = 500, first: dict | None = None) -> dict:
+        """A whole list, fetched in pages of ``chunk``; ``first`` is its first page when
+        that was already fetched (pipelined)."""
+        if first is None:
+            first = self.list(kind, namespace, label_selector, field_selector, chunk)
         items = list(first["items"])
         cont = first["metadata"].get("continue")
         while cont:
@@ -401,10 +413,37 @@ class Client:
               field_selector: str | None = None, resource_version: str | None = None,
               bookmarks: bool = False) -> Watch:
         """Start a watch. Without resource_version, the current objects arrive first as ADDED."""
-        args = {"kind": kind, "namespace": namespace, "labelSelector": label_selector,
-                "fieldSelector": field_selector, "resourceVersion": resource_version or "",
-                "allowWatchBookmarks": True}
-        w = Watch(self, args, bookmarks)
-        self._start_watch(w, args)
-        self._all_watches.append(w)
-        return w
+        return self.watch_many([dict(kind=kind, namespace=namespace, label_selector=label_selector,
+                                     field_selector=field_selector, resource_version=resource_version,
+                                     bookmarks=bookmarks)])[0]
+
+    def watch_many(self, specs: list[dict[str, Any]]) -> list[Watch]:
+        """Start several watches in one round trip; each spec holds ``watch``'s keyword
+        arguments. Raises the first APIError, after stopping the watches that started."""
+        watches = []
+        for spec in specs:
+            args = {"kind": spec["kind"], "namespace": spec.get("namespace"),
+                    "labelSelector": spec.get("label_selector"),
+                    "fieldSelector": spec.get("field_selector"),
+                    "resourceVersion": spec.get("resource_version") or "", "allowWatchBookmarks": True}
+            watches.append(Watch(self, args, bool(spec.get("bookmarks"))))
+        if len(watches) == 1:   # the common case keeps _call's retries
+            self._start_watch(watches[0], watches[0].args)
+        else:
+            # Replies are collected in order and each watch is adopted as its reply
+            # arrives: its events follow the reply on the wire and must find it.
+            rids = [self.send("watch", **w.args) for w in watches]
+            failed: APIError | None = None
+            for w, rid in zip(watches, rids):
+                res = self._collect(rid)
+                if isinstance(res, APIError):
+                    failed = failed or res
+                else:
+                    self._adopt_watch(w, res)
+            if failed is not None:
+                for w in watches:
+                    if w.wid is not None:
+                        w.stop()
+                raise failed
+        self._all_watches.extend(watches)
+        return watches

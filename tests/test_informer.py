@@ -1,10 +1,11 @@
 """Informers: list-then-watch, handlers, relist on Expired, and survival of an apiserver restart."""
 from __future__ import annotations
 
+import pytest
 
 from emulator.api.errors import EXPIRED, APIError
 from emulator.client import Client
-from emulator.informer import Informer
+from emulator.informer import Informer, start_informers
 from tests.conftest import poll_for
 from tests.test_apiserver import cm
 
@@ -99,3 +100,40 @@ def test_informer_survives_apiserver_restart(server_process) -> None:
         assert inf.get("a", "default")
     finally:
         writer.close(), reader.close()
+
+
+def test_start_informers_pipelines_lists_and_watches(mem_server) -> None:
+    """Several informers start together: every cache is full (including a list of
+    several pages), and events that follow straight after the watches are delivered."""
+    writer, reader = Client(mem_server.address), Client(mem_server.address)
+    try:
+        for i in range(7):
+            writer.create(cm(f"c{i}"))
+        writer.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+        paged = Informer(reader, "ConfigMap", namespace="default", page_size=3)
+        nss = Informer(reader, "Namespace")
+        recs = [Recorder(), Recorder()]
+        paged.add_event_handler(recs[0].add, recs[0].update, recs[0].delete)
+        nss.add_event_handler(recs[1].add, recs[1].update, recs[1].delete)
+        start_informers([paged, nss])
+        assert paged.has_synced and nss.has_synced
+        assert sorted(k[1] for k in paged.cache) == [f"c{i}" for i in range(7)]
+        assert {"default", "other"} <= {k[1] for k in nss.cache}
+        writer.create(cm("late"))
+        writer.delete("Namespace", "other")
+        poll_for(lambda: (paged.run_once(0.02), nss.run_once(0.02)) and
+                 ("add", "late") in recs[0].log and any(e[1] == "other" and e[0] != "add"
+                                                       for e in recs[1].log), 5, what="events after start")
+    finally:
+        writer.close(), reader.close()
+
+
+def test_watch_many_fails_whole_and_leaves_no_watch(mem_server) -> None:
+    client = Client(mem_server.address)
+    try:
+        with pytest.raises(APIError) as e:
+            client.watch_many([{"kind": "ConfigMap"}, {"kind": "NoSuchKind"}])
+        assert "NoSuchKind" in e.value.message
+        assert client._watches == {} and client._all_watches == []
+    finally:
+        client.close()

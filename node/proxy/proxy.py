@@ -34,7 +34,7 @@ from typing import Any, Callable
 from emulator.api.errors import APIError
 from emulator.component import start_with_backoff
 from emulator.client import Client
-from emulator.informer import Informer
+from emulator.informer import Informer, start_informers
 from emulator.logging import configure, get_logger
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
@@ -83,8 +83,7 @@ class KubeProxy:
 
     # -- the loop -----------------------------------------------------------------
     def start(self) -> None:
-        self.services.start()
-        self.slices.start()
+        start_informers([self.services, self.slices])
         self.started = True
         self.sync()
         self.log.info("proxy_started", node_name=self.node_name, services=len(self._table.services))
