@@ -7,6 +7,10 @@ Contract
   everything the components need, freezes the heap (``gc.freeze``) and then
   forks the scheduler, the controller-manager and every node from itself
   (it is the zygote). The apiserver is a fresh interpreter (it owns the store).
+* Order: the apiserver, then the scheduler, controller-manager and DNS; nodes
+  are forked once those have said they started (a byte on a pipe, as
+  ``sd_notify`` does; at most 10 s), as kubeadm joins nodes to a running
+  control plane.
 * Every child asks Linux to kill it when the supervisor dies
   (``PR_SET_PDEATHSIG``): a lab never leaves orphans.
 * A control-plane process that exits unexpectedly is restarted with
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator import component
 from emulator.logging import configure, get_logger
 from emulator.process import StopFlag, die_with_parent
 from lab.children import ROLES, ChildContext, preimport
@@ -91,8 +96,9 @@ class Supervisor:
         try:
             self._start_apiserver(self.children.setdefault(
                 "apiserver", Child("apiserver", "apiserver")))
-            for role in ("scheduler", "controller-manager") + (("dns",) if self.config.dns else ()):
-                self._fork(self.children.setdefault(role, Child(role, role)))
+            ready = [self._fork(self.children.setdefault(role, Child(role, role)), notify=True)
+                     for role in ("scheduler", "controller-manager") + (("dns",) if self.config.dns else ())]
+            self._wait_started([fd for fd in ready if fd is not None])
             # Nodes wait at a starting gate until all are forked: a fork loop that
             # competes with a hundred starting children for two cores runs 3x slower.
             gate_r, gate_w = os.pipe()
@@ -165,14 +171,36 @@ class Supervisor:
         self.server = self.layout.endpoint.read_text().strip()
         self.log.info("process started", process="apiserver", pid=c.pid, address=self.server)
 
-    def _fork(self, c: Child, gate: tuple[int, int] | None = None) -> None:
+    def _wait_started(self, fds: list[int], timeout: float = 10.0) -> None:
+        """Wait until each control-plane child has started (one byte on its pipe), or
+        died (EOF), or ``timeout`` passes, so that nodes join a running control plane
+        as they do under kubeadm, and do not compete with its start for the cores."""
+        t0 = time.monotonic()
+        pending = set(fds)
+        while pending and time.monotonic() - t0 < timeout:
+            readable, _, _ = select.select(list(pending), [], [], max(0.0, timeout - (time.monotonic() - t0)))
+            for fd in readable:
+                os.read(fd, 1)
+                pending.discard(fd)
+        for fd in fds:
+            os.close(fd)
+        self.log.info("control plane started", waited_s=round(time.monotonic() - t0, 3),
+                      not_started=len(pending))
+
+    def _fork(self, c: Child, gate: tuple[int, int] | None = None, notify: bool = False) -> int | None:
+        """Fork ``c``. With ``notify``, returns the read end of a pipe on which the
+        child writes one byte once it has started (see emulator.component)."""
         ctx = ChildContext(self.layout, self.config, c.name, c.index, self.server)
+        ready_r, ready_w = os.pipe() if notify else (None, None)
         pid = os.fork()
         if pid == 0:   # the child
             code = 0
             try:
                 if self.sock is not None:
                     self.sock.close()
+                if ready_w is not None:
+                    os.close(ready_r)
+                    component.notify_fd = ready_w
                 if gate is not None:
                     os.close(gate[1])
                     os.read(gate[0], 1)   # EOF (the supervisor died) also opens the gate
@@ -190,6 +218,9 @@ class Supervisor:
                 os._exit(code)
         c.pid, c.popen, c.state, c.started_at, c.exit_code = pid, None, "running", time.time(), None
         self.log.info("process started", process=c.name, role=c.role, pid=pid)
+        if ready_w is not None:
+            os.close(ready_w)
+        return ready_r
 
     def _start(self, c: Child) -> None:
         if c.role == "apiserver":

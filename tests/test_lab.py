@@ -1,6 +1,7 @@
 """The lab as real processes: up, status, kill, down, and its bad inputs."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -57,6 +58,15 @@ def test_lab_up_status_kill_and_down(kemu_home: Path) -> None:
                      what="node-2 Ready=Unknown")
         taints = lab.client.get("Node", "node-2")["spec"].get("taints") or []
         assert any(t["key"] == "node.kubernetes.io/unreachable" for t in taints)
+        # nodes were forked only once the control plane said it had started
+        recs = [json.loads(line) for name in ("supervisor", "controller-manager", "scheduler")
+                for line in lab.layout.log_for(name).read_text().splitlines()]
+        at = {r["event"]: r["ts"] for r in recs if r["event"] in (
+            "controller_manager_started", "scheduler_started", "control plane started")}
+        first_node = min(r["ts"] for r in recs if r.get("role") == "node")
+        assert at["controller_manager_started"] <= at["control plane started"] <= first_node
+        assert at["scheduler_started"] <= at["control plane started"]
+        assert [r["not_started"] for r in recs if r["event"] == "control plane started"] == [0]
         # a killed control-plane process is restarted by the supervisor
         lab.kill("scheduler")
         lab.wait_for(lambda: any(p["name"] == "scheduler" and p["restarts"] >= 1 and p["state"] == "running"

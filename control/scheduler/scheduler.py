@@ -257,15 +257,8 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     client = Client(server, component="scheduler", lab=lab)
     sched = Scheduler(client, profile, scheduler_name=scheduler_name,
                       percentage_of_nodes_to_score=percentage_of_nodes_to_score)
-    delay = 0.1
-    while not stop:
-        try:
-            sched.start()
-            break
-        except APIError as e:
-            log.warning("scheduler_start_failed", error=e.message, retry_in=delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    from emulator.component import start_with_backoff
+    start_with_backoff(sched.start, stop, log)
     while not stop:
         sched.step(0.1)
     log.info("scheduler_stopping", scheduled=sched.scheduled)

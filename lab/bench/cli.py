@@ -40,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=lambda args: __import__("lab.bench.restart", fromlist=["main"]).main(args))
     ls = bsub.add_parser("lab-start", help="time for N node processes to be Ready vs. the fork limit")
     ls.add_argument("--nodes", type=_positive(int), default=100)
+    ls.add_argument("--repeat", type=_positive(int), default=3,
+                    help="pairs of (limit, lab) measured; the median ratio is reported")
     ls.set_defaults(func=lambda args: __import__("lab.bench.lab_start", fromlist=["main"]).main(args))
     nf = bsub.add_parser("node-failure", help="from a node kill to Ready=Unknown (fast profile)")
     nf.add_argument("--nodes", type=_positive(int), default=3)
