@@ -14,16 +14,30 @@ A user's own tolerations are kept as written. N is the apiserver's
 ``--default-toleration-seconds`` (300, Kubernetes' default; the lab passes the
 profile's value). Kubernetes runs the plugin on update too; kemu only on
 create, since tolerations are otherwise immutable except for additions.
+
+``DefaultStorageClass``: a PersistentVolumeClaim created without
+``spec.storageClassName`` (absent or null; "" means "no class" and is kept)
+gets the default StorageClass's name, the newest one annotated
+``storageclass.kubernetes.io/is-default-class: "true"``; with no default it is
+left unset.
+
+``StorageObjectInUseProtection``: a new PersistentVolumeClaim gets the
+finalizer ``kubernetes.io/pvc-protection`` and a new PersistentVolume
+``kubernetes.io/pv-protection``; the protection controllers remove them when
+the object is no longer in use.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from emulator.api.kinds.storage import (PV_PROTECTION_FINALIZER, PVC_PROTECTION_FINALIZER,
+                                        default_class_name)
 
 TAINT_NODE_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_NODE_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 __all__ = ["TAINT_NODE_NOT_READY", "TAINT_NODE_UNREACHABLE", "admit_create",
-           "default_toleration_seconds"]
+           "default_toleration_seconds", "default_storage_class"]
 
 
 def _tolerates_no_execute(tolerations: list[Any], key: str) -> bool:
@@ -60,7 +74,33 @@ def default_toleration_seconds(pod: dict[str, Any], seconds: int) -> bool:
     return changed
 
 
-def admit_create(kind: str, obj: dict[str, Any], *, default_toleration_secs: int = 300) -> None:
-    """Run every create-time mutating admission plugin on ``obj`` (in place)."""
+def _add_finalizer(obj: dict[str, Any], finalizer: str) -> None:
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        return
+    fins = md.get("finalizers")
+    if fins is None:
+        md["finalizers"] = fins = []
+    if isinstance(fins, list) and finalizer not in fins:
+        fins.append(finalizer)
+
+
+def default_storage_class(pvc: dict[str, Any], classes: Callable[[], list[dict[str, Any]]]) -> None:
+    spec = pvc.get("spec")
+    if isinstance(spec, dict) and spec.get("storageClassName") is None:
+        name = default_class_name(classes())
+        if name is not None:
+            spec["storageClassName"] = name
+
+
+def admit_create(kind: str, obj: dict[str, Any], *, default_toleration_secs: int = 300,
+                 storage_classes: Callable[[], list[dict[str, Any]]] = list) -> None:
+    """Run every create-time mutating admission plugin on ``obj`` (in place).
+    ``storage_classes`` lists the stored StorageClasses (only called for claims)."""
     if kind == "Pod":
         default_toleration_seconds(obj, default_toleration_secs)
+    elif kind == "PersistentVolumeClaim":
+        default_storage_class(obj, storage_classes)
+        _add_finalizer(obj, PVC_PROTECTION_FINALIZER)
+    elif kind == "PersistentVolume":
+        _add_finalizer(obj, PV_PROTECTION_FINALIZER)

@@ -183,7 +183,8 @@ class Resources:
         md["uid"] = new_uid()
         strategy.prepare_for_create(rt, obj)
         default_object(rt, obj)
-        admit_create(rt.kind, obj, default_toleration_secs=self.default_toleration_seconds)
+        admit_create(rt.kind, obj, default_toleration_secs=self.default_toleration_seconds,
+                     storage_classes=lambda: list(self.store.iter_kind("StorageClass")))
         validate_object(rt, obj)
         ns = md.get("namespace", "") if rt.namespaced else ""
         if rt.namespaced:

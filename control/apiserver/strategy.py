@@ -38,7 +38,7 @@ from emulator.api.registry import ResourceType
 _CREATE_STATUS: dict[str, dict] = {
     "Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"},
     "Service": {"loadBalancer": {}}, "Deployment": {}, "ReplicaSet": {}, "DaemonSet": {},
-    "Job": {},
+    "Job": {}, "PersistentVolume": {"phase": "Pending"}, "PersistentVolumeClaim": {"phase": "Pending"},
 }
 # Kind-specific create preparation; runs once metadata.uid is set.
 _PREPARE_FOR_CREATE: dict[str, Callable[[dict], None]] = {
