@@ -101,7 +101,10 @@ def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        import emulator.cli.printers_core  # noqa: F401  (registers on import)
+        import emulator.cli.printers_apps  # noqa: F401  (each registers on import)
+        import emulator.cli.printers_core  # noqa: F401
+        import emulator.cli.printers_network  # noqa: F401
+        import emulator.cli.printers_storage  # noqa: F401
 
 
 def get_printer(kind: str) -> Printer:
