@@ -35,6 +35,7 @@ from emulator.client import Client
 from lab.config import LabConfig, parse_zones
 from lab.paths import (LabLayout, clear_current_if, get_current, lab_dir_for, labs_root,
                        set_current)
+from lab.storage_classes import ensure_storage_classes
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +186,7 @@ class Lab:
                                 start_new_session=True)
         out.close()
         self._wait_serving(proc)
+        ensure_storage_classes(self.client)
         if self.make_current:
             set_current(self.layout.root)
         self.wait_nodes_ready(self.config.node_names, self.ready_timeout)

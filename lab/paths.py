@@ -9,6 +9,7 @@ Contract: a lab is a directory, by default ``$KEMU_HOME/labs/<name>``
   (every process the supervisor runs, rewritten on each change);
 * ``logs/``: one JSON-lines file per process (``<process>.jsonl``);
 * ``nodes/<node>/``: each node's root directory;
+* ``shared/``: volumes of the ``shared`` StorageClass, outside every node;
 * ``store/``: the apiserver's write-ahead log and snapshots;
 * ``reports/``.
 
@@ -79,6 +80,7 @@ class LabLayout:
         self.run = self.root / "run"
         self.logs = self.root / "logs"
         self.nodes = self.root / "nodes"
+        self.shared = self.root / "shared"   # the shared-dir provisioner's volumes
         self.store = self.root / "store"
         self.reports = self.root / "reports"
         self.supervisor_pid = self.run / "supervisor.pid"
@@ -87,7 +89,7 @@ class LabLayout:
         self.state = self.run / "state.json"
 
     def make(self) -> None:
-        for d in (self.run, self.logs, self.nodes, self.store, self.reports):
+        for d in (self.run, self.logs, self.nodes, self.shared, self.store, self.reports):
             d.mkdir(parents=True, exist_ok=True)
 
     def log_for(self, process: str) -> Path:

@@ -48,6 +48,10 @@ def test_lab_up_status_kill_and_down(kemu_home: Path) -> None:
         # the plain CLI talks to the current lab
         r = kemu("get", "nodes")
         assert r.returncode == 0 and "node-3" in r.stdout and "Ready" in r.stdout, r.stderr
+        r = kemu("get", "pv,pvc,sc")   # every lab has its two StorageClasses
+        assert r.returncode == 0, r.stderr
+        assert "standard (default)   kemu.io/local-dir    Delete          WaitForFirstConsumer" in r.stdout
+        assert "shared" in r.stdout and "kemu.io/shared-dir" in r.stdout
         r = kemu("lab", "status")
         assert r.returncode == 0 and "3/3 nodes Ready" in r.stdout
         assert "controller-manager" in r.stdout and "scheduler" in r.stdout
