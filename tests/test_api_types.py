@@ -56,8 +56,10 @@ def ok(obj, old=None):
 
 def test_builtin_kinds_sorted_and_shaped():
     kinds = [rt.kind for rt in REGISTRY.all()]
-    assert kinds == ["ConfigMap", "DaemonSet", "Deployment", "EndpointSlice", "Endpoints", "Event",
-                     "Job", "Lease", "Namespace", "Node", "Pod", "ReplicaSet", "Secret", "Service"]
+    assert kinds == sorted(kinds)
+    assert {"ConfigMap", "DaemonSet", "Deployment", "EndpointSlice", "Endpoints", "Event", "Job", "Lease",
+            "Namespace", "Node", "PersistentVolume", "PersistentVolumeClaim", "Pod", "ReplicaSet", "Secret",
+            "Service", "StorageClass"} <= set(kinds)
     p = REGISTRY.by_kind("Pod")
     assert (p.api_version, p.list_kind, p.resource, p.short_names) == ("v1", "PodList", "pods", ("po",))
     assert p.namespaced and p.has_status and p.has_generation

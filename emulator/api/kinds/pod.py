@@ -104,6 +104,20 @@ def pod_qos_class(pod: dict[str, Any]) -> str:
     return "Burstable"
 
 
+def default_volume(v: dict[str, Any]) -> None:
+    """Kubernetes' volume defaults: no source means emptyDir; secret, configMap,
+    downwardAPI and projected files default to mode 0644 (420); hostPath type ""."""
+    if not any(isinstance(k, str) and k != "name" and val is not None for k, val in v.items()):
+        v["emptyDir"] = {}
+    for key in ("secret", "configMap", "downwardAPI", "projected"):
+        src = v.get(key)
+        if isinstance(src, dict) and src.get("defaultMode") is None:
+            src["defaultMode"] = 0o644
+    hp = v.get("hostPath")
+    if isinstance(hp, dict) and hp.get("type") is None:
+        hp["type"] = ""
+
+
 def default_pod(obj: dict[str, Any]) -> None:
     spec = obj.get("spec")
     if spec is None:
@@ -124,6 +138,11 @@ def default_pod(obj: dict[str, Any]) -> None:
                 for c in cs:
                     if isinstance(c, dict):
                         default_container(c)
+        vols = spec.get("volumes")
+        if isinstance(vols, list):
+            for v in vols:
+                if isinstance(v, dict):
+                    default_volume(v)
     status = obj.get("status")
     if status is None:
         status = obj["status"] = {}

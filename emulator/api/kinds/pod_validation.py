@@ -4,7 +4,7 @@ Contract: ``validate_pod(obj, old)`` returns field causes (empty when valid)
 and never mutates or copies ``obj``. It checks containers and init containers
 (name: required, RFC 1123 label, unique across both lists; image required;
 ports; resources parse, are non-negative and requests <= limits), volumes
-(unique names, mounts refer to them), restartPolicy, dnsPolicy,
+(unique names, mounts refer to them, sources as ``volume_validation``), restartPolicy, dnsPolicy,
 terminationGracePeriodSeconds, activeDeadlineSeconds, tolerations and
 nodeName. With ``old`` (an update) the spec is immutable except container and
 init-container images, activeDeadlineSeconds (may only shrink),
@@ -19,6 +19,7 @@ from typing import Any
 
 from emulator.api.kinds._common import (TAINT_EFFECTS, Causes, key_path,
                                         validate_resource_list)
+from emulator.api.kinds.volume_validation import validate_volume_source
 from emulator.api.meta import (duplicate, forbidden, invalid, is_dns1123_label,
                                is_dns1123_subdomain, is_int, is_label_value,
                                is_qualified_name, not_found, not_supported,
@@ -164,6 +165,7 @@ def _validate_volumes(vols: Any, out: Causes) -> set[str]:
         if name in names:
             out.append(duplicate(path + ".name", name))
         names.add(name)
+        validate_volume_source(v, path, out)
     return names
 
 
