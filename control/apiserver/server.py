@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
 from control.storage.committer import Committer
@@ -353,9 +354,13 @@ class APIServer:
                  "namespaced": rt.namespaced} for rt in REGISTRY.all()]
 
     def _op_get(self, peer: bytes, msg: dict) -> dict:
-        return self.resources.get(protocol.field(msg, "kind", str, required=True),
-                                  protocol.field(msg, "name", str, required=True),
-                                  protocol.field(msg, "namespace", str))
+        kind = protocol.field(msg, "kind", str, required=True)
+        name = protocol.field(msg, "name", str, required=True)
+        namespace = protocol.field(msg, "namespace", str)
+        who = self.peers.get(peer)
+        if who is not None and who.component == "kubelet":
+            authorize_get(self.store, who.component, who.node, REGISTRY.resolve(kind).kind, namespace, name)
+        return self.resources.get(kind, name, namespace)
 
     def _op_list(self, peer: bytes, msg: dict) -> dict:
         return self.resources.list(
