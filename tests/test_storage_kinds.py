@@ -109,3 +109,21 @@ def test_storage_class_fields_are_immutable(client: Client) -> None:
     s = client.get("StorageClass", "fixed")
     s["allowVolumeExpansion"] = True
     assert client.update(s)["allowVolumeExpansion"] is True
+
+
+def test_claim_expansion_needs_a_bound_claim_and_an_expandable_class(client: Client) -> None:
+    client.create(sc("fixed-size"))
+    client.create(sc("growable", allowVolumeExpansion=True))
+    for name, cls in (("a", "fixed-size"), ("b", "growable"), ("c", "growable")):
+        client.create(pvc(name, storageClassName=cls, resources={"requests": {"storage": "1Gi"}}))
+    for name in ("a", "b"):
+        c = client.get("PersistentVolumeClaim", name, "default")
+        c["spec"]["volumeName"] = f"pv-{name}"
+        client.update(c)
+    grow = {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    for name in ("a", "c"):   # a: the class does not allow it; c: not bound
+        with pytest.raises(APIError) as e:
+            client.patch("PersistentVolumeClaim", name, grow, "default")
+        assert e.value.code == "Forbidden" and "only dynamically provisioned pvc can be resized" in e.value.message
+    got = client.patch("PersistentVolumeClaim", "b", grow, "default")
+    assert got["spec"]["resources"]["requests"]["storage"] == "2Gi"

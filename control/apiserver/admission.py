@@ -30,14 +30,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from control.apiserver.strategy import KindHooks
+from emulator.api import errors
+from emulator.api.errors import APIError
 from emulator.api.kinds.storage import (PV_PROTECTION_FINALIZER, PVC_PROTECTION_FINALIZER,
-                                        default_class_name)
+                                        default_class_name, storage_bytes)
 
 TAINT_NODE_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_NODE_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 __all__ = ["TAINT_NODE_NOT_READY", "TAINT_NODE_UNREACHABLE", "admit_create",
-           "default_toleration_seconds", "default_storage_class"]
+           "default_toleration_seconds", "default_storage_class", "PersistentVolumeClaimResize"]
 
 
 def _tolerates_no_execute(tolerations: list[Any], key: str) -> bool:
@@ -104,3 +107,21 @@ def admit_create(kind: str, obj: dict[str, Any], *, default_toleration_secs: int
         _add_finalizer(obj, PVC_PROTECTION_FINALIZER)
     elif kind == "PersistentVolume":
         _add_finalizer(obj, PV_PROTECTION_FINALIZER)
+
+
+class PersistentVolumeClaimResize(KindHooks):
+    def __init__(self, get: Callable[[str, str, str], dict | None]) -> None:
+        self.get = get   # store.get(kind, namespace, name)
+
+    def before_update(self, new: dict, old: dict) -> None:
+        def request(o: dict) -> int | None:
+            return storage_bytes(((o.get("spec") or {}).get("resources") or {}).get("requests"))
+        grown, was = request(new), request(old)
+        if grown is None or was is None or grown <= was:
+            return
+        spec = new.get("spec") or {}
+        sc = self.get("StorageClass", "", spec.get("storageClassName") or "")
+        if not spec.get("volumeName") or sc is None or sc.get("allowVolumeExpansion") is not True:
+            raise APIError(errors.FORBIDDEN, f'persistentvolumeclaims "{new["metadata"]["name"]}" is '
+                           "forbidden: only dynamically provisioned pvc can be resized and the storageclass "
+                           "that provisions the pvc must support resize")

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import msgpack
 
 from control.apiserver import strategy
-from control.apiserver.admission import admit_create
+from control.apiserver.admission import PersistentVolumeClaimResize, admit_create
 from control.storage.store import Store
 from emulator.api import errors
 from emulator.api.errors import APIError
@@ -83,6 +83,7 @@ class Resources:
         self.default_toleration_seconds = default_toleration_seconds
         self.hooks: dict[str, strategy.KindHooks] = strategy.kind_hooks(
             service_cluster_ip_range, service_node_port_range)
+        self.hooks["PersistentVolumeClaim"] = PersistentVolumeClaimResize(store.get)
 
     def rebuild_hooks(self) -> None:
         """Replay the stored objects into the kind hooks (after recovery)."""
