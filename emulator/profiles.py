@@ -24,6 +24,11 @@ class Profile:
     crashloop_backoff_max: float = 300.0
     crashloop_backoff_reset: float = 600.0   # a container that ran this long starts back-off afresh
     proxy_min_sync_period: float = 1.0       # kube-proxy's --iptables-min-sync-period
+    housekeeping_interval: float = 10.0      # the kubelet's housekeeping: eviction manager, disk usage
+    eviction_hard_nodefs_available: str = "10%"   # --eviction-hard nodefs.available (a string: not scaled)
+    eviction_pressure_transition_period: float = 300.0   # a pressure condition stays this long
+    volume_mount_backoff_initial: float = 0.5    # FailedMount retries back off from this ...
+    volume_mount_backoff_max: float = 122.0      # ... up to this (Kubernetes' 2m2s)
     # controller-manager
     node_monitor_period: float = 5.0
     node_monitor_grace_period: float = 40.0
@@ -32,6 +37,7 @@ class Profile:
     pod_initial_backoff: float = 1.0
     pod_max_backoff: float = 10.0
     unschedulable_flush_interval: float = 300.0
+    volume_bind_timeout: float = 600.0       # --bind-timeout-seconds: a pod waits this long for its claims
     # fake runtime
     job_completion_delay: float = 1.0
     # apiserver

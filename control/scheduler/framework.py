@@ -13,19 +13,24 @@ Contract:
   node(s) had untolerated taint {k: v}, 2 Insufficient memory. preemption:
   0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No
   preemption victims found for incoming pod.`` kemu does not preempt; a node
-  whose failure is resolvable is reported as having no victims.
+  whose failure is resolvable is reported as having no victims. When a
+  PreFilter plugin rejects the pod, its message replaces the histogram and
+  every node counts as unresolvable (``pre_filter_fit_error``).
+* ``extra`` (a per-pod filter, such as the volume plugins') runs on each node
+  after the built-in filters, as the later plugins of the default profile do.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from control.scheduler.cache import Cache, NodeInfo
 from control.scheduler.filters import Status, pod_filter
 from control.scheduler.podinfo import PodInfo, pod_info
 from control.scheduler.scoring import ScoreWeights, score_nodes
 
+ExtraFilter = Callable[[NodeInfo], "Status | None"]
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
@@ -71,6 +76,17 @@ def fit_error_message(num_all_nodes: int, statuses: dict[str, Status],
     return f"{msg} preemption: {post}"
 
 
+def pre_filter_fit_error(num_all_nodes: int, pre_filter_msg: str, preemption_never: bool = False) -> str:
+    """The FitError of a pod that a PreFilter plugin rejected (UnschedulableAndUnresolvable)."""
+    if num_all_nodes == 0:
+        return ERR_NO_NODES_AVAILABLE
+    if preemption_never:
+        post = "not eligible due to preemptionPolicy=Never."
+    else:
+        post = f"0/{num_all_nodes} nodes are available: {num_all_nodes} {NOT_HELPFUL}."
+    return f"0/{num_all_nodes} nodes are available: {pre_filter_msg}. preemption: {post}"
+
+
 @dataclass
 class ScheduleResult:
     node: str | None
@@ -88,7 +104,8 @@ class Framework:
         self.weights = weights
         self.next_start_node_index = 0
 
-    def find_feasible(self, pi: PodInfo, nodes: list[NodeInfo]) -> tuple[list[NodeInfo], dict[str, Status], int]:
+    def find_feasible(self, pi: PodInfo, nodes: list[NodeInfo], extra: ExtraFilter | None = None
+                      ) -> tuple[list[NodeInfo], dict[str, Status], int]:
         n = len(nodes)
         want = num_feasible_nodes_to_find(n, self.percentage)
         feasible: list[NodeInfo] = []
@@ -100,6 +117,8 @@ class Framework:
             ni = nodes[(start + i) % n]
             processed += 1
             st = check(ni)
+            if st is None and extra is not None:
+                st = extra(ni)
             if st is None:
                 feasible.append(ni)
                 if len(feasible) >= want:
@@ -116,12 +135,12 @@ class Framework:
         ties = [i for i, s in enumerate(scores) if s == best]
         return nodes[ties[0] if len(ties) == 1 else self.rng.choice(ties)].name
 
-    def schedule_one(self, pod: dict | PodInfo, cache: Cache) -> ScheduleResult:
+    def schedule_one(self, pod: dict | PodInfo, cache: Cache, extra: ExtraFilter | None = None) -> ScheduleResult:
         pi = pod if isinstance(pod, PodInfo) else pod_info(pod)
         nodes = cache.node_infos()
         if not nodes:
             return ScheduleResult(None, ERR_NO_NODES_AVAILABLE)
-        feasible, statuses, processed = self.find_feasible(pi, nodes)
+        feasible, statuses, processed = self.find_feasible(pi, nodes, extra)
         if not feasible:
             return ScheduleResult(None, fit_error_message(len(nodes), statuses, pi.preemption_never),
                                   statuses, processed, 0)

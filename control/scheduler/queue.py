@@ -14,7 +14,8 @@ Contract (after kube-scheduler's ``PriorityQueue``), with an injected clock:
   deleted) or until it has waited ``unschedulable_flush_interval``; it then
   goes to backoffQ if its back-off has not expired, else to activeQ. A pod
   whose attempt overlapped a cluster event goes to backoffQ directly, so the
-  event is not missed (``moveRequestCycle``).
+  event is not missed (``moveRequestCycle``). ``which`` narrows a move to the
+  pods an event can help (a storage event: pods that use claims).
 * An update that changes an unschedulable pod's spec or labels moves it.
 * ``flush(now)`` moves due pods; ``next_due()`` tells the loop when to wake.
 """
@@ -137,11 +138,16 @@ class SchedulingQueue:
         qp.backoff_until = self.clock() + self._backoff_duration(qp.attempts)
         self._to_backoff(qp)
 
-    def move_all_to_active_or_backoff(self) -> int:
-        """A cluster event that may make unschedulable pods fit."""
+    def move_all_to_active_or_backoff(self, which: Callable[[QueuedPod], bool] | None = None) -> int:
+        """A cluster event that may make unschedulable pods fit (those ``which`` picks, or all)."""
         self.cycle += 1
-        moved = list(self.unschedulable.values())
-        self.unschedulable.clear()
+        if which is None:
+            moved = list(self.unschedulable.values())
+            self.unschedulable.clear()
+        else:
+            moved = [qp for qp in self.unschedulable.values() if which(qp)]
+            for qp in moved:
+                del self.unschedulable[qp.key]
         for qp in moved:
             self._to_active_or_backoff(qp)
         return len(moved)

@@ -18,7 +18,18 @@ Contract:
   and goes back to the queue's unschedulable pods.
 * Cluster events that may free room (a node added, or changed in what
   scheduling reads; an assigned pod deleted or finished) move unschedulable
-  pods back to activeQ or backoffQ.
+  pods back to activeQ or backoffQ; a PVC, PV or StorageClass change moves
+  those that use claims.
+* Volumes (``volumes``, ``volumebinding``): informers on PVCs, PVs and
+  StorageClasses feed a ``VolumeBinder``. Its PreFilter rejects a pod on every
+  node; its filters run after the built-in ones. A pod whose chosen node
+  needs unbound WaitForFirstConsumer claims is reserved there (assumed in the
+  cache), its claims get ``volume.kubernetes.io/selected-node`` (pipelined
+  patches), and it waits, in flight, until the PV controller has bound every
+  claim; then it is bound like any other pod. A failed wait (claim gone,
+  annotation removed, ``volume_bind_timeout``) forgets the pod, records a
+  FailedScheduling Event and ``PodScheduled=False/SchedulerError``, and backs
+  it off.
 * ``step`` never raises for a lost apiserver: it logs and retries later.
 """
 from __future__ import annotations
@@ -31,14 +42,16 @@ from emulator.api import errors
 from emulator.api.errors import APIError
 from emulator.client import Client
 from emulator.events import EventRecorder
-from emulator.informer import Informer
+from emulator.informer import Informer, start_informers
 from emulator.logging import configure, get_logger
 from emulator.profiles import Profile
 
 from control.scheduler.cache import Cache
-from control.scheduler.framework import Framework
+from control.scheduler.framework import Framework, pre_filter_fit_error
 from control.scheduler.podinfo import pod_info, pod_key
 from control.scheduler.queue import QueuedPod, SchedulingQueue
+from control.scheduler.volumecache import ANN_SELECTED_NODE, pod_claim_names
+from control.scheduler.volumes import VolumeBinder
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 
@@ -51,20 +64,21 @@ def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def unschedulable_conditions(pod: dict, message: str, now: float) -> list[dict] | None:
-    """The pod's conditions with PodScheduled=False/Unschedulable/message; None if already so."""
+def unschedulable_conditions(pod: dict, message: str, now: float,
+                             reason: str = "Unschedulable") -> list[dict] | None:
+    """The pod's conditions with PodScheduled=False/reason/message; None if already so."""
     conds = list((pod.get("status") or {}).get("conditions") or [])
     for i, c in enumerate(conds):
         if c.get("type") == "PodScheduled":
-            if c.get("status") == "False" and c.get("reason") == "Unschedulable" \
+            if c.get("status") == "False" and c.get("reason") == reason \
                     and c.get("message") == message:
                 return None
             transition = c.get("lastTransitionTime") if c.get("status") == "False" else None
-            conds[i] = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            conds[i] = {"type": "PodScheduled", "status": "False", "reason": reason,
                         "message": message, "lastProbeTime": None,
                         "lastTransitionTime": transition or rfc3339(now)}
             return conds
-    conds.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+    conds.append({"type": "PodScheduled", "status": "False", "reason": reason,
                   "message": message, "lastProbeTime": None, "lastTransitionTime": rfc3339(now)})
     return conds
 
@@ -88,6 +102,11 @@ class Scheduler:
         self.recorder = EventRecorder(client, scheduler_name, clock=wall_clock)
         self.nodes = Informer(client, "Node", clock=clock)
         self.pods = Informer(client, "Pod", clock=clock)
+        self.volumes = VolumeBinder(profile.volume_bind_timeout)
+        self.pvcs = Informer(client, "PersistentVolumeClaim", clock=clock)
+        self.pvs = Informer(client, "PersistentVolume", clock=clock)
+        self.classes = Informer(client, "StorageClass", clock=clock)
+        self.informers = [self.nodes, self.pods, self.pvcs, self.pvs, self.classes]
         self.log = get_logger()
         self.scheduled = 0
         self.failed_attempts = 0
@@ -105,8 +124,14 @@ class Scheduler:
         if (pod.get("spec") or {}).get("nodeName"):
             if key in self.queue:
                 self.queue.delete(key)
+            if key in self.volumes.waiting:
+                self.volumes.drop(key)
             freed = _terminal(pod) and key in self.cache.pod_node
             self.cache.add_pod(pod)
+            if _terminal(pod):
+                self.volumes.untrack(key)
+            else:
+                self.volumes.track(pod)
             if freed:
                 self.queue.move_all_to_active_or_backoff()
         elif self._ours_unscheduled(pod):
@@ -120,6 +145,8 @@ class Scheduler:
     def _on_pod_delete(self, pod: dict) -> None:
         key = pod_key(pod)
         self.queue.delete(key)
+        self.volumes.drop(key)
+        self.volumes.untrack(key)
         if self.cache.remove_pod(pod):
             self.queue.move_all_to_active_or_backoff()
 
@@ -136,11 +163,14 @@ class Scheduler:
     # -- running ------------------------------------------------------------
     def start(self) -> None:
         if not self._started:
+            v = self.volumes
             self.nodes.add_event_handler(self._on_node, self._on_node_update, self._on_node_delete)
             self.pods.add_event_handler(self._on_pod, self._on_pod_update, self._on_pod_delete)
+            self.pvcs.add_event_handler(v.on_pvc, v.on_pvc_update, v.on_pvc_delete)
+            self.pvs.add_event_handler(v.on_pv, v.on_pv_update, v.on_pv_delete)
+            self.classes.add_event_handler(v.on_class, v.on_class_update, v.on_class_delete)
             self._started = True
-        self.nodes.start()
-        self.pods.start()
+        start_informers(self.informers)
         self.log.info("scheduler_started", nodes=len(self.cache.node_order), queued=len(self.queue))
 
     def step(self, timeout: float) -> None:
@@ -148,60 +178,137 @@ class Scheduler:
         if self.queue.has_active():
             wait = 0.0
         else:
-            due = self.queue.next_due()
-            if due is not None:
-                wait = max(0.0, min(wait, due - self.clock()))
+            for due in (self.queue.next_due(), self.volumes.next_deadline()):
+                if due is not None:
+                    wait = max(0.0, min(wait, due - self.clock()))
         try:
             self.client.poll(wait)
-            self.nodes.process()
-            self.pods.process()
+            for inf in self.informers:
+                inf.process()
         except APIError as e:
             self.log.warning("apiserver_unavailable", error=e.message)
             return
+        if self.volumes.changed:
+            self.volumes.changed = False
+            self.queue.move_all_to_active_or_backoff(lambda qp: bool(pod_claim_names(qp.pod)))
         self.queue.flush()
-        if self.nodes.has_synced and self.pods.has_synced:
+        if all(inf.has_synced for inf in self.informers):
             self.schedule_batch()
 
     def schedule_batch(self) -> int:
-        """Schedule up to ``batch`` pods from activeQ; returns how many were bound."""
+        """Schedule up to ``batch`` pods from activeQ, and bind waiting pods whose volumes are bound.
+
+        Returns how many pods were bound."""
         binds: list[tuple[int, QueuedPod, str]] = []
-        failures: list[tuple[QueuedPod, str]] = []
+        failures: list[tuple[QueuedPod, str, str]] = []
+        patches: list[tuple[int, QueuedPod, str]] = []
+        ready, failed = self.volumes.check_waiting(self.clock(), self.cache)
+        for wp in ready:
+            self._send_binding(wp.qp, wp.node, binds)
+        for wp, message in failed:
+            self._unreserve(wp.qp)
+            failures.append((wp.qp, message, "SchedulerError"))
         for _ in range(self.batch):
             qp = self.queue.pop()
             if qp is None:
                 break
             pod = qp.pod
-            res = self.framework.schedule_one(pod_info(pod), self.cache)
+            pi = pod_info(pod)
+            volumes, pre_msg = self.volumes.pre_filter(pod, self.cache)
+            if pre_msg:
+                failures.append((qp, pre_filter_fit_error(len(self.cache.node_order), pre_msg,
+                                                          pi.preemption_never), "Unschedulable"))
+                continue
+            res = self.framework.schedule_one(pi, self.cache, volumes.filter if volumes else None)
             if res.node is None:
-                failures.append((qp, res.message))
+                failures.append((qp, res.message, "Unschedulable"))
                 continue
             self.cache.assume_pod(pod, res.node)
-            md = pod["metadata"]
-            binding = {"apiVersion": "v1", "kind": "Binding",
-                       "metadata": {"name": md["name"], "namespace": md["namespace"],
-                                    "uid": md.get("uid")},
-                       "target": {"apiVersion": "v1", "kind": "Node", "name": res.node}}
+            if volumes is not None:
+                self.volumes.track(pod)
+                if volumes.needs_binding:
+                    self._reserve_volumes(qp, volumes, res.node, patches)
+                    continue
+            self._send_binding(qp, res.node, binds)
+        self._collect_patches(patches)
+        bound = self._collect_bindings(binds)
+        for qp, message, reason in failures:
+            self._record_failure(qp, message, reason)
+        return bound
+
+    # -- volumes: Reserve and PreBind -----------------------------------------
+    def _reserve_volumes(self, qp: QueuedPod, volumes: Any, node: str,
+                         patches: list[tuple[int, QueuedPod, str]]) -> None:
+        claims = self.volumes.reserve(qp.key, qp, volumes, node, self.clock(), self.cache)
+        if claims is None:       # cannot happen for a node that passed the filters; be safe
+            self._unreserve(qp)
+            self.queue.add_backoff(qp)
+            return
+        for ns, name in claims:
             try:
-                rid = self.client.send("create", object=binding, namespace=md["namespace"],
-                                       name=md["name"], subresource="binding")
+                rid = self.client.send("patch", kind="PersistentVolumeClaim", name=name, namespace=ns,
+                                       patch={"metadata": {"annotations": {ANN_SELECTED_NODE: node}}},
+                                       patchType="merge")
             except APIError as e:
-                self.cache.forget_pod(qp.key)
-                self.queue.add_backoff(qp)
-                self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
-                                 name=md["name"], node=res.node, error=e.message)
-                continue
-            binds.append((rid, qp, res.node))
+                self._fail_wait(qp, f"failed to update PersistentVolumeClaim {ns}/{name}: {e.message}")
+                return
+            patches.append((rid, qp, name))
+        self.log.info("pod_waiting_for_volumes", kind="Pod", namespace=qp.key[0], name=qp.key[1],
+                      node=node, claims=len(volumes.delayed))
+
+    def _collect_patches(self, patches: list[tuple[int, QueuedPod, str]]) -> None:
+        lost = False
+        for rid, qp, name in patches:
+            try:
+                obj = self.client.wait(rid, 0.0 if lost else None)
+                self.volumes.patched(qp.key, (qp.key[0], name), obj)
+            except APIError as e:
+                lost = lost or e.code == errors.UNAVAILABLE
+                if qp.key in self.volumes.waiting:
+                    self._fail_wait(qp, f"failed to update PersistentVolumeClaim {qp.key[0]}/{name}: "
+                                        f"{e.message}")
+
+    def _fail_wait(self, qp: QueuedPod, message: str) -> None:
+        self.volumes.drop(qp.key)
+        self._unreserve(qp)
+        self._record_failure(qp, message, "SchedulerError")
+
+    def _unreserve(self, qp: QueuedPod) -> None:
+        """Undo a reservation: the pod is no longer assumed on its node."""
+        self.volumes.done(qp.key)
+        self.volumes.untrack(qp.key)
+        self.cache.forget_pod(qp.key)
+
+    # -- binding ----------------------------------------------------------------
+    def _send_binding(self, qp: QueuedPod, node: str, binds: list[tuple[int, QueuedPod, str]]) -> None:
+        md = qp.pod["metadata"]
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md.get("uid")},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        try:
+            rid = self.client.send("create", object=binding, namespace=md["namespace"],
+                                   name=md["name"], subresource="binding")
+        except APIError as e:
+            self._unreserve(qp)
+            self.queue.add_backoff(qp)
+            self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
+                             name=md["name"], node=node, error=e.message)
+            return
+        binds.append((rid, qp, node))
+
+    def _collect_bindings(self, binds: list[tuple[int, QueuedPod, str]]) -> int:
         bound = 0
         lost = False
         for rid, qp, node in binds:
             pod = qp.pod
             md = pod["metadata"]
+            self.volumes.done(qp.key)
             try:
                 # Once one reply is lost, collect whatever already came without waiting again.
                 self.client.wait(rid, 0.0 if lost else None)
             except APIError as e:
                 lost = lost or e.code == errors.UNAVAILABLE
-                self.cache.forget_pod(qp.key)
+                self._unreserve(qp)
                 if e.code == errors.CONFLICT and "already assigned" in e.message:
                     self.queue.done(qp.key)    # someone else bound it; the informer will tell
                 elif e.code == errors.NOT_FOUND:
@@ -216,19 +323,20 @@ class Scheduler:
             self.scheduled += 1
             self.recorder.event(pod, "Normal", "Scheduled",
                                 f"Successfully assigned {md['namespace']}/{md['name']} to {node}")
-        for qp, message in failures:
-            self._record_failure(qp, message)
         return bound
 
-    def _record_failure(self, qp: QueuedPod, message: str) -> None:
+    def _record_failure(self, qp: QueuedPod, message: str, reason: str = "Unschedulable") -> None:
         pod = qp.pod
         md = pod["metadata"]
         self.failed_attempts += 1
-        self.queue.add_unschedulable(qp)
+        if reason == "Unschedulable":
+            self.queue.add_unschedulable(qp)
+        else:
+            self.queue.add_backoff(qp)
         self.log.info("pod_unschedulable", kind="Pod", namespace=md["namespace"], name=md["name"],
                       message=message)
         self.recorder.event(pod, "Warning", "FailedScheduling", message)
-        conds = unschedulable_conditions(pod, message, self.wall_clock())
+        conds = unschedulable_conditions(pod, message, self.wall_clock(), reason)
         if conds is None:
             return
         try:
@@ -240,8 +348,8 @@ class Scheduler:
                              name=md["name"], error=e.message)
 
     def stop(self) -> None:
-        self.nodes.stop()
-        self.pods.stop()
+        for inf in self.informers:
+            inf.stop()
 
 
 def run(server: str, profile_name: str = "default", log_path: str | None = None,
