@@ -44,6 +44,7 @@ class LabConfig:
     node_cpu: str = "4"
     node_memory: str = "16Gi"
     node_pods: int = 110
+    node_ephemeral_storage: str = "100Gi"   # the kubelet's ephemeral-storage capacity (DiskPressure)
     zones: list[str] = field(default_factory=lambda: ["zone-a"])
     port: int = 0
     dns: bool = True
@@ -61,7 +62,8 @@ class LabConfig:
             raise ValueError(f'--runtime: unsupported runtime "{self.runtime}"; supported: '
                              f'{", ".join(RUNTIMES)}')
         for flag, value, parse in (("--node-cpu", self.node_cpu, cpu_millis),
-                                   ("--node-memory", self.node_memory, memory_bytes)):
+                                   ("--node-memory", self.node_memory, memory_bytes),
+                                   ("--node-ephemeral-storage", self.node_ephemeral_storage, memory_bytes)):
             try:
                 if parse(value) <= 0:
                     raise ValueError("must be positive")

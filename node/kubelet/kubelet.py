@@ -22,6 +22,21 @@ Contract
   with a grace-0 delete. Containers of pods that no longer exist are removed.
 * The runtime's ``list_*`` are the source of truth: a kubelet started on a
   node root where another left containers adopts them and starts no duplicates.
+* Volumes (``node.volumes``): no container starts before every volume of its
+  pod is set up; failures are Warning Events (FailedMount,
+  FailedAttachVolume) retried with back-off while the pod stays Pending
+  (ContainerCreating). configMap/secret/downwardAPI/projected contents are
+  rewritten every ``kubelet_sync_frequency``. The kubelet GETs only the
+  ConfigMaps, Secrets, PVCs and PVs its own pods reference. Each container is
+  created with its mount table. A pod's directory goes when the pod finishes
+  or is deleted; hostPath, local and shared data stay.
+* Housekeeping every ``housekeeping_interval`` (the eviction manager): pods
+  whose emptyDir exceeds its ``sizeLimit`` (or whose ephemeral usage exceeds
+  their containers' limits) are evicted; node disk usage (apparent bytes
+  under the node root) against ``ephemeral_storage`` and the profile's
+  ``eviction_hard_nodefs_available`` sets DiskPressure and evicts one pod per
+  pass, ranked as Kubernetes ranks them. Under DiskPressure new pods are
+  rejected (``The node had condition: [DiskPressure]. ``).
 """
 from __future__ import annotations
 
@@ -35,29 +50,34 @@ from typing import Any, Callable
 from emulator import logging as klog
 from emulator.api import errors
 from emulator.api.errors import APIError
-from emulator.component import start_with_backoff
+from emulator.api.quantity import memory_bytes
 from emulator.client import Client
+from emulator.component import start_with_backoff
 from emulator.events import EventRecorder
 from emulator.informer import Informer
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
-from node.kubelet import admission, ipam, node_status, sync
+from node.kubelet import admission, eviction, ipam, node_status, sync
 from node.kubelet.backoff import Backoff
 from node.kubelet.heartbeat import NodeHeartbeat
+from node.kubelet.housekeeping import PodVolumesAndEviction
 from node.runtime.fake import FakeRuntime
 from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerStatus, PodSandbox,
                                     Runtime)
+from node.volumes.manager import MountConfigError, VolumeManager
+from node.volumes.plugins import NodeContext
 
 COMPONENT = "kubelet"
 
 
-class Kubelet:
+class Kubelet(PodVolumesAndEviction):
     def __init__(self, client: Client, profile: Profile, node_name: str, *, root_dir: str,
                  runtime: Runtime | None = None, zone: str = "", cpu: str = "4",
                  memory: str = "16Gi", pods: int = 110, ephemeral_storage: str = "100Gi",
                  node_ip: str = "127.0.0.1", pod_cidr: str | None = None,
                  node_index: int | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 shared_root: str | None = None) -> None:
         self.client = client
         self.profile = profile
         self.node_name = node_name
@@ -91,6 +111,16 @@ class Kubelet:
         self.confirmed: set[str] = set()         # uids whose deletion we confirmed
         self.stopping: set[str] = set()          # container ids asked to stop
         self.next_resync = 0.0
+        self.shared_root = shared_root
+        self.volumes = VolumeManager(
+            NodeContext(root_dir, node_name, self._get_object, labels=node_status.node_labels(self.cfg),
+                        allocatable=self.cfg.resources(), shared_root=shared_root),
+            refresh_period=profile.kubelet_sync_frequency,
+            backoff_initial=profile.volume_mount_backoff_initial,
+            backoff_max=profile.volume_mount_backoff_max)
+        self.pressure = eviction.PressureState(profile.eviction_pressure_transition_period)
+        self.capacity_bytes = memory_bytes(ephemeral_storage)
+        self.next_housekeeping = 0.0
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -130,9 +160,15 @@ class Kubelet:
             self.dirty.update(self.informer.cache.keys())
             self._cleanup_orphans()
         self._sync_dirty()
+        if now >= self.next_housekeeping:
+            self.next_housekeeping = now + self.profile.housekeeping_interval
+            try:
+                self._housekeeping(now)
+            except APIError as e:
+                self.log.warning("housekeeping_failed", code=e.code, error=e.message)
 
     def _next_due(self, now: float) -> float:
-        due = [self.heartbeat.next_due(), self.next_resync]
+        due = [self.heartbeat.next_due(), self.next_resync, self.next_housekeeping]
         rt = self.runtime.next_event(now)
         if rt is not None:
             due.append(rt)
@@ -175,6 +211,8 @@ class Kubelet:
                 self.log.info("orphan_sandbox_removed", namespace=sb.namespace, name=sb.name, uid=sb.pod_uid)
                 self.runtime.remove_pod_sandbox(sb.id)
                 self._forget(sb.pod_uid)
+        for uid in self.volumes.cleanup_orphans(live - self.confirmed):
+            self.log.info("orphan_pod_dir_removed", uid=uid)
 
     def _forget(self, uid: str) -> None:
         self.admitted.pop(uid, None)
@@ -228,10 +266,15 @@ class Kubelet:
             if sandbox is None:
                 others = [p for u, p in self.admitted.items() if u != uid]
                 verdict = admission.admit(pod, others, self.cfg.resources())
+                if verdict.admit and self.cfg.disk_pressure and eviction.evictable(pod):
+                    verdict = admission.Admission(False, eviction.REASON,
+                                                  "The node had condition: [DiskPressure]. ")
                 if not verdict.admit:
                     self._reject(pod, verdict)
                     return
         self.admitted[uid] = pod
+        if not self._volumes_ready(pod):
+            return
         sandbox, containers = self._runtime_state(uid)
         wall = self.wall()
         actions = sync.compute_pod_actions(pod, containers, sandbox, wall, self.backoff)
@@ -240,11 +283,11 @@ class Kubelet:
                 pod, ipam.allocate(self.cfg.pod_cidr, (s.ip for s in self.runtime.list_pod_sandboxes()
                                                   if s.state == SANDBOX_READY)))
             sandbox = next(s for s in self.runtime.list_pod_sandboxes() if s.id == sandbox_id)
-        for spec_c, attempt in actions.start:
-            self._start_container(pod, sandbox, spec_c, attempt, containers)
         for cname, (reason, message) in actions.waiting.items():
             self.recorder.event(pod, "Warning", "BackOff", "Back-off restarting failed container "
                                 f"{cname} in pod {sync.pod_ref(pod)}")
+        for spec_c, attempt in actions.start:
+            self._start_container(pod, sandbox, spec_c, attempt, containers, actions.waiting)
         if actions.wake_at is not None:
             heapq.heappush(self.wakeups, (self.clock() + max(0.0, actions.wake_at - wall), ns, name))
         sandbox, containers = self._runtime_state(uid)
@@ -258,11 +301,18 @@ class Kubelet:
             self.finished.add(uid)
             if sandbox is not None:
                 self.runtime.stop_pod_sandbox(sandbox.id)
+            self.volumes.teardown(uid)   # a finished pod's volumes are unmounted
 
     def _start_container(self, pod: dict, sandbox: PodSandbox, spec_c: dict, attempt: int,
-                         existing: list[ContainerStatus]) -> None:
+                         existing: list[ContainerStatus], waiting: dict[str, tuple[str, str]]) -> None:
         uid = pod["metadata"].get("uid", "")
         cname = spec_c.get("name", "")
+        try:
+            mounts = self.volumes.mounts_for(pod, spec_c)
+        except MountConfigError as e:
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {e}")
+            waiting[cname] = ("CreateContainerConfigError", str(e))
+            return
         if attempt > 0:
             prev = [c for c in existing if c.name == cname and c.state == EXITED]
             finished = max((c.finished_at or 0.0) for c in prev) if prev else self.wall()
@@ -274,7 +324,7 @@ class Kubelet:
         if attempt == 0:
             self.recorder.event(pod, "Normal", "Pulled",
                                 f'Container image "{image}" already present on machine')
-        cid = self.runtime.create_container(sandbox.id, pod, spec_c, attempt)
+        cid = self.runtime.create_container(sandbox.id, pod, spec_c, attempt, mounts)
         self.recorder.event(pod, "Normal", "Created", f"Created container: {cname}")
         self.runtime.start_container(cid)
         self.recorder.event(pod, "Normal", "Started", f"Started container {cname}")
@@ -330,6 +380,7 @@ class Kubelet:
             self._post_status(pod, status)
         for sb in [s for s in self.runtime.list_pod_sandboxes() if s.pod_uid == uid]:
             self.runtime.remove_pod_sandbox(sb.id)
+        self.volumes.teardown(uid)
         stopping.difference_update(c.id for c in containers)
         try:
             self.client.delete("Pod", md["name"], md.get("namespace"), grace_period_seconds=0)
@@ -346,7 +397,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
         cpu: str = "4", memory: str = "16Gi", pods: int = 110, log_path: str | None = None,
         lab: str | None = None, stop: Any = None, *, node_ip: str = "127.0.0.1",
         pod_cidr: str | None = None, node_index: int | None = None,
-        ephemeral_storage: str = "100Gi") -> int:
+        ephemeral_storage: str = "100Gi", shared_root: str | None = None) -> int:
     """The node process's entry: configure logging, connect, and run the kubelet and
     kube-proxy in one loop on one client until stopped."""
     from node.proxy.proxy import KubeProxy
@@ -358,7 +409,8 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
     client = Client(server, component=COMPONENT, node=node_name, lab=lab)
     kubelet = Kubelet(client, profile, node_name, root_dir=root_dir, zone=zone, cpu=cpu,
                       memory=memory, pods=pods, ephemeral_storage=ephemeral_storage,
-                      node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index)
+                      node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index,
+                      shared_root=shared_root)
     proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
     try:
         start_with_backoff(kubelet.start, stop, log, max_delay=min(1.0, profile.node_lease_renew_interval))

@@ -10,7 +10,8 @@ Contract (the kubelet's ``initialNode`` and ``setNodeStatus`` functions)
 * ``node_status(cfg, now, previous)`` is ``status``: capacity = allocatable
   (kemu reserves nothing) for cpu, memory, pods, ephemeral-storage;
   conditions MemoryPressure, DiskPressure, PIDPressure (False) and Ready
-  (True) with Kubernetes' reasons and messages; ``addresses`` InternalIP and
+  (True) with Kubernetes' reasons and messages (DiskPressure True,
+  KubeletHasDiskPressure, while ``cfg.disk_pressure``); ``addresses`` InternalIP and
   Hostname; ``daemonEndpoints``; ``nodeInfo``. ``lastHeartbeatTime`` is
   ``now``; ``lastTransitionTime`` is kept from ``previous`` while a
   condition's status is unchanged.
@@ -35,6 +36,7 @@ HEALTHY_CONDITIONS = (
     ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
 )
+DISK_PRESSURE = ("True", "KubeletHasDiskPressure", "kubelet has disk pressure")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class NodeConfig:
     pod_cidr: str = ""
     runtime_version: str = "fake://0.1"
     labels: dict[str, str] = field(default_factory=dict)
+    disk_pressure: bool = False   # set by the eviction manager
 
     def resources(self) -> dict[str, str]:
         return {"cpu": str(self.cpu), "ephemeral-storage": str(self.ephemeral_storage),
@@ -75,6 +78,8 @@ def node_status(cfg: NodeConfig, now: float, previous: dict | None = None,
     prev = {c.get("type"): c for c in ((previous or {}).get("conditions") or ())}
     conditions = []
     for typ, status, reason, message in HEALTHY_CONDITIONS:
+        if typ == "DiskPressure" and cfg.disk_pressure:
+            status, reason, message = DISK_PRESSURE
         old = prev.get(typ)
         transition = old["lastTransitionTime"] if old and old.get("status") == status \
             and old.get("lastTransitionTime") else stamp

@@ -16,6 +16,12 @@ Contract (Kubernetes' ``computePodActions`` and ``generateAPIPodStatus``)
   kept while a condition's status is unchanged), containerStatuses (state,
   lastState, ready, restartCount, image, imageID, containerID, started),
   podIP(s), hostIP(s), startTime and qosClass. A terminal phase never changes.
+  A container the runtime has lists its ``volumeMounts`` (name, mountPath,
+  readOnly; ``recursiveReadOnly: Disabled`` when read-only), as Kubernetes
+  1.30+ does. ``waiting`` may also name a container that was never created
+  (``CreateContainerConfigError``). ``evicted`` (a message) makes the status
+  the eviction manager's: phase Failed, reason Evicted, the message, and the
+  condition DisruptionTarget (TerminationByKubelet).
 * ``containers`` are the runtime's ``ContainerStatus`` records of this pod
   (any attempts); times are wall-clock epoch seconds, as is ``now``.
 """
@@ -149,9 +155,11 @@ def container_status(spec_c: dict, history: list[ContainerStatus], waiting: tupl
                      runtime_name: str) -> dict:
     name, image = spec_c.get("name", ""), spec_c.get("image", "")
     if not history:
-        reason = "ContainerCreating"
+        state: dict = {"reason": "ContainerCreating"}
+        if waiting is not None:
+            state = {"reason": waiting[0], "message": waiting[1]}
         return {"name": name, "image": image, "imageID": "", "ready": False, "restartCount": 0,
-                "started": False, "state": {"waiting": {"reason": reason}}, "lastState": {}}
+                "started": False, "state": {"waiting": state}, "lastState": {}}
     latest = history[0]
     out = {"name": name, "image": image, "imageID": latest.image_id,
            "containerID": f"{runtime_name}://{latest.id}", "restartCount": latest.attempt,
@@ -172,6 +180,22 @@ def container_status(spec_c: dict, history: list[ContainerStatus], waiting: tupl
     else:
         out["state"] = {"waiting": {"reason": "ContainerStatusUnknown"}}
     out["lastState"] = last
+    mounts = volume_mount_statuses(spec_c)
+    if mounts:
+        out["volumeMounts"] = mounts
+    return out
+
+
+def volume_mount_statuses(spec_c: dict) -> list[dict]:
+    out = []
+    for vm in spec_c.get("volumeMounts") or ():
+        if not isinstance(vm, dict):
+            continue
+        st = {"name": vm.get("name", ""), "mountPath": vm.get("mountPath", ""),
+              "readOnly": bool(vm.get("readOnly"))}
+        if st["readOnly"]:
+            st["recursiveReadOnly"] = "Disabled"
+        out.append(st)
     return out
 
 
@@ -192,7 +216,7 @@ def _condition(typ: str, ok: bool, now: float, previous: dict[str, dict],
 def compute_pod_status(pod: dict, containers: list[ContainerStatus], sandbox: PodSandbox | None,
                        now: float, *, waiting: dict[str, tuple[str, str]] | None = None,
                        host_ip: str = "", runtime_name: str = "fake",
-                       terminating_done: bool = False) -> dict:
+                       terminating_done: bool = False, evicted: str | None = None) -> dict:
     old = pod.get("status") or {}
     spec = pod.get("spec") or {}
     by_name = latest_by_name(containers)
@@ -200,6 +224,8 @@ def compute_pod_status(pod: dict, containers: list[ContainerStatus], sandbox: Po
     statuses = [container_status(c, by_name.get(c.get("name", ""), []), waiting.get(c.get("name", "")),
                                  runtime_name) for c in spec.get("containers") or ()]
     phase = old.get("phase") if old.get("phase") in TERMINAL else get_phase(pod, statuses, terminating_done)
+    if evicted is not None:
+        phase = "Failed"
     prev_conds = {c.get("type"): c for c in old.get("conditions") or () if isinstance(c, dict)}
     unready = [cs["name"] for cs in statuses if not cs["ready"]]
     if not unready:
@@ -221,7 +247,17 @@ def compute_pod_status(pod: dict, containers: list[ContainerStatus], sandbox: Po
         ready, cr,
         _condition("PodScheduled", True, now, prev_conds),
     ]
+    if evicted is not None or "DisruptionTarget" in prev_conds:
+        conditions.insert(0, _condition("DisruptionTarget", True, now, prev_conds,
+                                        "TerminationByKubelet", evicted) if evicted is not None
+                          else prev_conds["DisruptionTarget"])
     status: dict = {"phase": phase, "conditions": conditions}
+    if evicted is not None:
+        status["reason"], status["message"] = "Evicted", evicted
+    elif old.get("reason") and phase in TERMINAL:
+        status["reason"] = old["reason"]
+        if old.get("message"):
+            status["message"] = old["message"]
     if host_ip:
         status["hostIP"] = host_ip
         status["hostIPs"] = [{"ip": host_ip}]

@@ -30,6 +30,11 @@ Default: a container runs until it is stopped. A pod whose
 ``metadata.ownerReferences`` include ``kind: Job`` and that has no
 ``run-duration`` completes with exit code 0 after ``profile.job_completion_delay``.
 
+Mounts: ``create_container(..., mounts)`` keeps the container's mount table
+(``ContainerStatus.mounts``: host path, container path, readOnly, volume
+name) as given; nothing is bind-mounted, the table is what a real runtime
+would mount. It is persisted with the rest of the state.
+
 Persistence: with ``state_path`` (the kubelet passes
 ``<root>/var/lib/kemu/runtime.json``) every change is written atomically to a
 small JSON file and loaded on construction, so a restarted kubelet process
@@ -52,7 +57,7 @@ from emulator.api.quantity import cpu_millis, memory_bytes
 from emulator.profiles import Profile
 from node.runtime.interface import (CREATED, EXITED, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
                                     LABEL_POD_NAMESPACE, LABEL_POD_UID, RUNNING,
-                                    SANDBOX_NOTREADY, SANDBOX_READY, ContainerStatus,
+                                    SANDBOX_NOTREADY, SANDBOX_READY, ContainerStatus, Mount,
                                     PodSandbox)
 
 PREFIX = "kemu.io/"
@@ -211,7 +216,8 @@ class FakeRuntime:
         self._save()
 
     # -- containers ---------------------------------------------------------
-    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int) -> str:
+    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int,
+                         mounts: list[Mount] | None = None) -> str:
         sb = self.state.sandboxes[sandbox_id]
         name = container.get("name", "")
         image = container.get("image", "")
@@ -221,7 +227,8 @@ class FakeRuntime:
             id=cid, sandbox_id=sandbox_id, pod_uid=sb.pod_uid, namespace=sb.namespace,
             pod_name=sb.name, name=name, attempt=attempt, image=image,
             image_id="sha256:" + hashlib.sha256(image.encode()).hexdigest(),
-            state=CREATED, created_at=self.wall(), labels=labels)
+            state=CREATED, created_at=self.wall(), labels=labels,
+            mounts=[Mount(**vars(m)) for m in mounts or ()])
         self.state.containers[cid] = _Container(st, behaviour_for(pod, name, self.profile))
         self._save()
         return cid
@@ -342,8 +349,10 @@ class FakeRuntime:
             for s in data.get("sandboxes", ()):
                 self.state.sandboxes[s["id"]] = PodSandbox(**s)
             for c in data.get("containers", ()):
+                st = ContainerStatus(**c["status"])
+                st.mounts = [Mount(**m) for m in st.mounts or ()]
                 self.state.containers[c["status"]["id"]] = _Container(
-                    ContainerStatus(**c["status"]), Behaviour(**c["behaviour"]),
+                    st, Behaviour(**c["behaviour"]),
                     c.get("start_due"), c.get("started"), c.get("exit_due"),
                     c.get("exit_code_due", 0), c.get("ready_due"))
         except FileNotFoundError:

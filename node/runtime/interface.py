@@ -8,7 +8,11 @@ Contract (after the CRI's RuntimeService)
 * ``create_container(sandbox_id, pod, container, attempt) -> container_id``
   then ``start_container(container_id)``. ``attempt`` is the restart count
   (the CRI's ``ContainerMetadata.attempt``); the kubelet never creates two
-  containers with the same (pod uid, name, attempt).
+  containers with the same (pod uid, name, attempt). ``mounts`` is the
+  container's mount table (the CRI's ``ContainerConfig.mounts``): each
+  ``Mount`` binds a host path (inside the node's root, or the lab's shared
+  storage) at a container path, read-only or not. The runtime keeps it with
+  the container (``ContainerStatus.mounts``) and reports it unchanged.
 * ``stop_container(id, grace_seconds)`` asks the container to stop; it may
   keep running up to ``grace_seconds`` and is then killed.
   ``remove_container(id)`` forgets an exited container.
@@ -55,6 +59,14 @@ class PodSandbox:
 
 
 @dataclass
+class Mount:
+    container_path: str
+    host_path: str
+    read_only: bool = False
+    name: str = ""             # the pod volume it comes from
+
+
+@dataclass
 class ContainerStatus:
     id: str
     sandbox_id: str
@@ -75,6 +87,7 @@ class ContainerStatus:
     cpu_millis: int = 0
     memory_bytes: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
 
 
 class Runtime(Protocol):
@@ -84,7 +97,8 @@ class Runtime(Protocol):
     def run_pod_sandbox(self, pod: dict, ip: str = "") -> str: ...
     def stop_pod_sandbox(self, sandbox_id: str) -> None: ...
     def remove_pod_sandbox(self, sandbox_id: str) -> None: ...
-    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int) -> str: ...
+    def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int,
+                         mounts: list[Mount] | None = None) -> str: ...
     def start_container(self, container_id: str) -> None: ...
     def stop_container(self, container_id: str, grace_seconds: float) -> None: ...
     def remove_container(self, container_id: str) -> None: ...
