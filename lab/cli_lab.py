@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--runtime", choices=["fake"], default="fake")
     up.add_argument("--node-cpu", default="4")
     up.add_argument("--node-memory", default="16Gi")
+    up.add_argument("--node-ephemeral-storage", default="100Gi",
+                    help="each node's disk capacity; DiskPressure when less than 10%% is free")
     up.add_argument("--node-pods", type=_count("--node-pods"), default=110)
     up.add_argument("--zones", default="1", help="a count (3: zone-a..zone-c) or names (a,b)")
     up.add_argument("--port", type=int, default=0, help="apiserver port on 127.0.0.1 (0: any free one)")
@@ -94,7 +96,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         lab = Lab(args.nodes, name=args.name, profile=args.profile, runtime=args.runtime,
                   node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
-                  zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
+                  node_ephemeral_storage=args.node_ephemeral_storage, zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
                   dns=not args.no_dns, dns_port=args.dns_port)
     except ValueError as e:
         return _fail(str(e))

@@ -93,11 +93,13 @@ def node_ready(node: dict) -> bool:
 class Lab:
     def __init__(self, nodes: int = 3, *, name: str = "default", profile: str = "default",
                  runtime: str = "fake", node_cpu: str = "4", node_memory: str = "16Gi",
-                 node_pods: int = 110, zones: str | list[str] = "1", port: int = 0,
-                 dir: str | Path | None = None, ready_timeout: float | None = None,
-                 make_current: bool = True, dns: bool = True, dns_port: int = 0) -> None:
+                 node_pods: int = 110, node_ephemeral_storage: str = "100Gi",
+                 zones: str | list[str] = "1", port: int = 0, dir: str | Path | None = None,
+                 ready_timeout: float | None = None, make_current: bool = True, dns: bool = True,
+                 dns_port: int = 0) -> None:
         self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
                                 node_cpu=node_cpu, node_memory=node_memory, node_pods=node_pods,
+                                node_ephemeral_storage=node_ephemeral_storage,
                                 zones=parse_zones(zones) if isinstance(zones, str) else list(zones),
                                 port=port, dns=dns, dns_port=dns_port)
         self.layout = LabLayout(Path(dir) if dir else lab_dir_for(name))

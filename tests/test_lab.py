@@ -137,6 +137,12 @@ def test_bad_node_counts(value: str, text: str) -> None:
     assert r.returncode == 2 and "--nodes" in r.stderr and text in r.stderr
 
 
+def test_bad_node_ephemeral_storage(kemu_home: Path) -> None:
+    r = kemu("lab", "up", "--nodes", "1", "--node-ephemeral-storage", "lots")
+    assert r.returncode != 0 and "--node-ephemeral-storage: invalid quantity 'lots'" in r.stderr
+    assert not (kemu_home / "labs" / "default" / "run" / "supervisor.pid").exists()
+
+
 def test_node_killed_during_startup_is_named(kemu_home: Path) -> None:
     r = kemu("lab", "up", "--nodes", "3", "--name", "k", "--profile", "fast",
              env={"KEMU_FAULT_NODE_START": "node-2"})
