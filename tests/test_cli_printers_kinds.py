@@ -53,6 +53,9 @@ def test_workload_kinds() -> None:
     assert lines("ReplicaSet", [rs])[1] == ["web-abc", "3", "3", "1", "5m"]
     sts = {"metadata": md("db"), "spec": {"replicas": 2, "template": tmpl}, "status": {"readyReplicas": 1}}
     assert lines("StatefulSet", [sts]) == [["NAME", "READY", "AGE"], ["db", "1/2", "5m"]]
+    rev = {"metadata": md("db-7d4b9c", ownerReferences=[{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                                         "name": "db", "controller": True}]), "revision": 2}
+    assert lines("ControllerRevision", [rev])[1] == ["db-7d4b9c", "statefulset.apps/db", "2", "5m"]
     job = {"metadata": md("pi"), "spec": {"completions": 1},
            "status": {"succeeded": 1, "startTime": TS, "completionTime": TS,
                       "conditions": [{"type": "Complete", "status": "True"}]}}

@@ -277,6 +277,7 @@ def describe_namespace(obj: dict, events: list[dict] | None, extra: dict) -> str
 def describe(obj: dict, rt: Any, events: list[dict] | None, extra: dict | None = None) -> str:
     """The description of ``obj`` (of ResourceType ``rt``)."""
     import emulator.cli.describers_core  # noqa: F401  (registers Pod and Node)
+    import emulator.cli.describers_storage  # noqa: F401  (registers PersistentVolume(Claim))
     fn = _DESCRIBERS.get(rt.kind, describe_generic)
     return fn(obj, events, extra or {})
 

@@ -1,7 +1,7 @@
 """Table columns for the workload kinds, as kubectl 1.32 prints them.
 
 Contract: importing this module registers printers for Deployment,
-ReplicaSet, DaemonSet, StatefulSet and Job (headers and cells as kubectl's
+ReplicaSet, DaemonSet, StatefulSet, ControllerRevision and Job (headers and cells as kubectl's
 ``printers.go``). ``-o wide`` adds CONTAINERS, IMAGES and SELECTOR (not
 SELECTOR for StatefulSet).
 """
@@ -129,3 +129,20 @@ register_printer("Job", [
     Column("DURATION", _job_duration),
     AGE,
 ], WIDE)
+
+
+def _revision_controller(o: dict) -> str:
+    for ref in _md(o).get("ownerReferences") or []:
+        if ref.get("controller"):
+            group = (ref.get("apiVersion") or "").split("/")[0] if "/" in (ref.get("apiVersion") or "") else ""
+            kind = (ref.get("kind") or "").lower()
+            return f"{kind}.{group}/{ref.get('name', '')}" if group else f"{kind}/{ref.get('name', '')}"
+    return "<none>"
+
+
+register_printer("ControllerRevision", [
+    NAME,
+    Column("CONTROLLER", lambda o, now: _revision_controller(o)),
+    Column("REVISION", lambda o, now: str(o.get("revision", 0))),
+    AGE,
+])

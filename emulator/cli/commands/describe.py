@@ -134,6 +134,20 @@ def _node_extra(ctx: Context, node: dict) -> dict:
     return extra
 
 
+def _pvc_extra(ctx: Context, claim: dict) -> dict:
+    """``Used By``: the pods in the claim's namespace that name it in a volume."""
+    md = claim.get("metadata") or {}
+    try:
+        pods, _ = list_all(ctx, ctx.registry.resolve("Pod"), md.get("namespace"), None, None, ctx.args.chunk_size)
+    except APIError as e:
+        if is_connection_error(ctx, e):
+            raise
+        return {}
+    return {"used_by": sorted(p["metadata"]["name"] for p in pods
+                              if any((v.get("persistentVolumeClaim") or {}).get("claimName") == md.get("name")
+                                     for v in (p.get("spec") or {}).get("volumes") or []))}
+
+
 def _describe(ctx: Context) -> int | None:
     a = ctx.args
     groups = split_type_name_args(ctx, a.resources, "describe")
@@ -153,7 +167,8 @@ def _describe(ctx: Context) -> int | None:
         events = None
         if a.show_events and rt.kind not in NO_EVENTS_KINDS:
             events = related_events(ctx, rt, obj)
-        extra = _node_extra(ctx, obj) if rt.kind == "Node" else {}
+        extra = _node_extra(ctx, obj) if rt.kind == "Node" else \
+            _pvc_extra(ctx, obj) if rt.kind == "PersistentVolumeClaim" else {}
         text = describe(obj, rt, events, extra)
         ctx.out.write(("\n\n" if i else "") + text)
         ctx.out.flush()
