@@ -99,7 +99,7 @@ def test_for_object_errors():
     assert ei.value.code == errors.BAD_REQUEST
     assert ei.value.message.startswith(
         'no kind "Foo" is registered for version "v1"; supported kinds: v1/ConfigMap, '
-        "apps/v1/DaemonSet, apps/v1/Deployment, ")
+        "apps/v1/ControllerRevision, apps/v1/DaemonSet, apps/v1/Deployment, ")
     for pair in ("v1/Event", "coordination.k8s.io/v1/Lease", "batch/v1/Job", "v1/Service"):
         assert pair in ei.value.message
     with pytest.raises(APIError, match='no kind "Pod" is registered for version "apps/v1"'):
@@ -110,7 +110,7 @@ def test_for_object_errors():
         REGISTRY.for_object({"apiVersion": "v1", "metadata": {"name": "x"}})
     with pytest.raises(APIError, match="Object 'apiVersion' is missing in"):
         REGISTRY.for_object({"kind": "Pod"})
-    with pytest.raises(APIError, match="supported kinds: ConfigMap, DaemonSet, Deployment"):
+    with pytest.raises(APIError, match="supported kinds: ConfigMap, ControllerRevision, DaemonSet, Deployment"):
         REGISTRY.by_kind("Foo")
 
 

@@ -11,7 +11,7 @@ Contract: each hook receives fresh dicts it may change in place.
   delete at once. Only pods are graceful: an unscheduled or finished pod goes
   at once, as in Kubernetes.
 * ``scale_of(rt, obj)`` / ``apply_scale(rt, old, scale)``: the ``scale``
-  subresource of Deployment and ReplicaSet: an ``autoscaling/v1`` Scale view
+  subresource of Deployment, ReplicaSet and StatefulSet: an ``autoscaling/v1`` Scale view
   of the object, and the object with a (patched) Scale's ``spec.replicas``
   (validated: ``Scale.autoscaling "x" is invalid: spec.replicas: ...``).
 * ``KindHooks``: stateful per-kind write hooks (the Service IP and node-port
@@ -38,7 +38,7 @@ from emulator.api.registry import ResourceType
 _CREATE_STATUS: dict[str, dict] = {
     "Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"},
     "Service": {"loadBalancer": {}}, "Deployment": {}, "ReplicaSet": {}, "DaemonSet": {},
-    "Job": {}, "PersistentVolume": {"phase": "Pending"}, "PersistentVolumeClaim": {"phase": "Pending"},
+    "Job": {}, "StatefulSet": {}, "PersistentVolume": {"phase": "Pending"}, "PersistentVolumeClaim": {"phase": "Pending"},
 }
 # Kind-specific create preparation; runs once metadata.uid is set.
 _PREPARE_FOR_CREATE: dict[str, Callable[[dict], None]] = {

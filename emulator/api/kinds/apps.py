@@ -32,7 +32,7 @@ __all__ = ["REPLICA_SET", "DEPLOYMENT", "DAEMON_SET", "default_replica_set", "de
            "default_daemon_set", "validate_replica_set", "validate_deployment",
            "validate_daemon_set", "SCALABLE_KINDS"]
 
-SCALABLE_KINDS = ("Deployment", "ReplicaSet")
+SCALABLE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet")
 DEPLOYMENT_STRATEGIES = ("Recreate", "RollingUpdate")
 DAEMONSET_STRATEGIES = ("OnDelete", "RollingUpdate")
 

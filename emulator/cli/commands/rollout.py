@@ -1,6 +1,7 @@
 """``kemu rollout``: manage a Deployment's rollout, as ``kubectl rollout``.
 
-Contract (``TYPE NAME`` or ``TYPE/NAME``; only Deployments)
+Contract (``TYPE NAME`` or ``TYPE/NAME``; Deployments, and StatefulSets for
+status/restart/undo/history through ``rollout_statefulset``)
 -----------------------------------------------------------
 * ``status [--timeout D] [-w=false]``: prints kubectl's status lines
   (``Waiting for deployment "web" rollout to finish: 1 of 3 updated replicas
@@ -28,6 +29,7 @@ from typing import Any, Callable, TextIO
 
 from emulator.api import errors
 from emulator.api.errors import APIError
+from emulator.cli.commands import rollout_statefulset
 from emulator.cli.common import (CLIError, Context, add_common_flags, namespace_for, parse_bool,
                                  parse_duration, ref, run_command, split_type_name_args)
 
@@ -35,6 +37,7 @@ REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+_STATEFULSET_VERBS = ("status", "restart", "undo", "history")   # rollout_statefulset has these
 # annotations kubectl does not copy back from a ReplicaSet on rollback
 _SKIP_ON_UNDO = {REVISION, "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
                  "deployment.kubernetes.io/max-replicas", "kubectl.kubernetes.io/last-applied-configuration"}
@@ -103,7 +106,7 @@ def _targets(ctx: Context, verb: str) -> list[tuple[Any, str]]:
     if not targets:
         raise CLIError("you must specify the object: TYPE NAME or TYPE/NAME")
     for rt, _ in targets:
-        if rt.kind != "Deployment":
+        if rt.kind != "Deployment" and not (rt.kind == "StatefulSet" and verb in _STATEFULSET_VERBS):
             raise CLIError(f"no {verb} has been implemented for {rt.api_version}, Kind={rt.kind}")
     return targets
 
@@ -115,6 +118,9 @@ def _rollout(ctx: Context) -> int | None:
         "pause": lambda c, rt, n, ns: _pause(c, rt, n, ns, True),
         "resume": lambda c, rt, n, ns: _pause(c, rt, n, ns, False)}[what]
     for rt, name in _targets(ctx, what):
+        if rt.kind == "StatefulSet" and what in ("undo", "history"):
+            getattr(rollout_statefulset, what)(ctx, rt, name, namespace_for(ctx, rt))
+            continue
         fn(ctx, rt, name, namespace_for(ctx, rt))
     return None
 
@@ -127,7 +133,8 @@ def _status(ctx: Context, rt: Any, name: str, ns: str | None) -> None:
     last = None
     try:
         while True:
-            line, done, err = status_message(d)
+            line, done, err = rollout_statefulset.status_message(d) if rt.kind == "StatefulSet" \
+                else status_message(d)
             if err:
                 raise CLIError(err)
             if line != last:

@@ -1,10 +1,10 @@
-"""``kemu scale``: set the replica count of a Deployment or ReplicaSet, as ``kubectl scale``.
+"""``kemu scale``: set the replica count of a Deployment, ReplicaSet or StatefulSet, as ``kubectl scale``.
 
 Contract: ``scale TYPE NAME --replicas=N`` (or ``TYPE/NAME``, several names,
 ``--current-replicas=M`` as a precondition). A missing or negative count is
 refused before anything is sent, with kubectl's message (``The --replicas=COUNT
 flag is required, and COUNT must be greater than or equal to 0``); only
-Deployments and ReplicaSets scale. The change goes through the ``scale``
+Deployments, ReplicaSets and StatefulSets scale. The change goes through the ``scale``
 subresource (``{"spec": {"replicas": N}}``); when the apiserver does not know
 that subresource, a merge patch of ``spec.replicas`` on the object is sent
 instead. Each object prints ``deployment.apps/web scaled``.
@@ -19,7 +19,7 @@ from emulator.api.errors import APIError
 from emulator.cli.common import (CLIError, Context, add_common_flags, namespace_for, ref,
                                  run_command, split_type_name_args)
 
-SCALABLE = ("Deployment", "ReplicaSet")
+SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
 REPLICAS_REQUIRED = "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"
 
 
@@ -60,7 +60,7 @@ def _scale(ctx: Context) -> int | None:
         raise CLIError("you must specify the object to scale: TYPE NAME or TYPE/NAME")
     for rt, _ in targets:
         if rt.kind not in SCALABLE:
-            raise CLIError(f'cannot scale {rt.kind.lower()}: only deployments and replicasets can be scaled')
+            raise CLIError(f'cannot scale {rt.kind.lower()}: only deployments, replicasets and statefulsets can be scaled')
     for rt, name in targets:
         ns = namespace_for(ctx, rt)
         if a.current_replicas >= 0:
