@@ -40,7 +40,8 @@ def run_node(ctx: ChildContext) -> None:
         root_dir=str(root), zone=ctx.config.zone_for(ctx.index), cpu=ctx.config.node_cpu,
         memory=ctx.config.node_memory, pods=ctx.config.node_pods,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
-        pod_cidr=ctx.config.pod_cidr(ctx.index))
+        pod_cidr=ctx.config.pod_cidr(ctx.index), ephemeral_storage=ctx.config.node_ephemeral_storage,
+        shared_root=str(ctx.layout.shared))
 
 
 def run_scheduler(ctx: ChildContext) -> None:
@@ -53,7 +54,8 @@ def run_controller_manager(ctx: ChildContext) -> None:
     from control.controllers.manager import CONTROLLERS, run
     run(server=ctx.server, profile_name=ctx.config.profile,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
-        controllers=tuple(CONTROLLERS))
+        controllers=tuple(CONTROLLERS), nodes_root=str(ctx.layout.nodes),
+        shared_root=str(ctx.layout.shared))
 
 
 def run_dns(ctx: ChildContext) -> None:

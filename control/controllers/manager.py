@@ -79,6 +79,8 @@ class ControllerContext:
     informers: SharedInformers
     clock: Clock
     wall_clock: Clock
+    nodes_root: str | None = None    # <labdir>/nodes: where kemu.io/local-dir provisions (None: disabled)
+    shared_root: str | None = None   # <labdir>/shared: where kemu.io/shared-dir provisions (None: disabled)
 
 
 class Controller(Protocol):
@@ -103,13 +105,23 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "replicaset": lambda ctx: __import__("control.controllers.replicaset", fromlist=["_"]).ReplicaSetController(ctx),
     "deployment": lambda ctx: __import__("control.controllers.deployment", fromlist=["_"]).DeploymentController(ctx),
     "endpointslice": lambda ctx: __import__("control.controllers.endpointslice", fromlist=["_"]).EndpointSliceController(ctx),
+    "persistentvolume-binder": lambda ctx: __import__("control.controllers.persistentvolume",
+                                                      fromlist=["_"]).PersistentVolumeController(ctx),
+    "persistentvolume-provisioner": lambda ctx: __import__("control.controllers.provisioner",
+                                                           fromlist=["_"]).ProvisionerController(ctx),
+    "pvc-protection": lambda ctx: __import__("control.controllers.volumeprotection",
+                                             fromlist=["_"]).PVCProtectionController(ctx),
+    "pv-protection": lambda ctx: __import__("control.controllers.volumeprotection",
+                                            fromlist=["_"]).PVProtectionController(ctx),
+    "statefulset": lambda ctx: __import__("control.controllers.statefulset", fromlist=["_"]).StatefulSetController(ctx),
 }
 
 
 class ControllerManager:
     def __init__(self, client: Client, profile: Profile, clock: Clock = time.monotonic,
                  controllers: tuple[str, ...] | list[str] = ("nodelifecycle",),
-                 wall_clock: Clock | None = None) -> None:
+                 wall_clock: Clock | None = None, nodes_root: str | None = None,
+                 shared_root: str | None = None) -> None:
         unknown = [c for c in controllers if c not in CONTROLLERS]
         if unknown:
             raise ValueError(f"unknown controller(s) {', '.join(unknown)}; "
@@ -122,7 +134,8 @@ class ControllerManager:
             wall_clock = lambda: offset + clock()   # noqa: E731
         self.log = get_logger()
         self.informers = SharedInformers(client, clock)
-        self.context = ControllerContext(client, profile, self.informers, clock, wall_clock)
+        self.context = ControllerContext(client, profile, self.informers, clock, wall_clock,
+                                         nodes_root=nodes_root, shared_root=shared_root)
         self.controllers: list[Controller] = [CONTROLLERS[name](self.context) for name in controllers]
         self.started = False
 
@@ -153,7 +166,8 @@ class ControllerManager:
 
 
 def run(server: str, profile_name: str = "default", log_path: str | None = None, lab: str | None = None,
-        stop: Any = None, controllers: tuple[str, ...] = ("nodelifecycle",)) -> int:
+        stop: Any = None, controllers: tuple[str, ...] = ("nodelifecycle",),
+        nodes_root: str | None = None, shared_root: str | None = None) -> int:
     """The controller-manager process: configure logging, connect, loop until ``stop``."""
     configure("controller-manager", lab=lab, path=log_path)
     log = get_logger()
@@ -161,7 +175,8 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     profile = get_profile(profile_name)
     client = Client(server, component="controller-manager", lab=lab)
     try:
-        cm = ControllerManager(client, profile, controllers=controllers)
+        cm = ControllerManager(client, profile, controllers=controllers, nodes_root=nodes_root,
+                               shared_root=shared_root)
         start_with_backoff(cm.start, stop, log)
         while not stop:
             cm.step(0.1)
