@@ -43,6 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--repeat", type=_positive(int), default=3,
                     help="pairs of (limit, lab) measured; the median ratio is reported")
     ls.set_defaults(func=lambda args: __import__("lab.bench.lab_start", fromlist=["main"]).main(args))
+    st = bsub.add_parser("storage", help="provisioning and binding claims: claims/s and p99 claim to Bound")
+    st.add_argument("--nodes", type=_positive(int), default=100)
+    st.add_argument("--claims", type=_positive(int), default=1000)
+    st.add_argument("--rate", type=_positive(float), default=100.0, help="claims created per second")
+    st.set_defaults(func=lambda args: __import__("lab.bench.storage", fromlist=["main"]).main(args))
     nf = bsub.add_parser("node-failure", help="from a node kill to Ready=Unknown (fast profile)")
     nf.add_argument("--nodes", type=_positive(int), default=3)
     nf.set_defaults(func=lambda args: __import__("lab.bench.node_failure", fromlist=["main"]).main(args))
