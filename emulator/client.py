@@ -40,6 +40,11 @@ def _unpack(frame: bytes) -> object:
     return msgpack.unpackb(frame, raw=False, strict_map_key=False)
 
 
+def _needs_hello(err: APIError) -> bool:
+    """The apiserver does not know this connection (it restarted): hello again."""
+    return any(c.get("field") == "hello" for c in err.causes)
+
+
 class Watch:
     """A stream of watch events: ``{"type": ..., "object": {...}}``."""
 
@@ -272,9 +277,10 @@ class Client:
                 if reply.get("ok"):
                     return reply.get("result")
                 err = APIError.from_wire(reply.get("error"))
-                if any(c.get("field") == "hello" for c in err.causes) and attempt < retries:
+                if _needs_hello(err):
                     self._said_hello = False   # a restarted apiserver: say hello, resume watches
-                    continue
+                    if attempt < retries:
+                        continue
                 raise err
         finally:
             self._outstanding.discard(rid)
@@ -326,7 +332,10 @@ class Client:
                                                f"within {self.timeout:g}s")
         if reply.get("ok"):
             return reply.get("result")
-        raise APIError.from_wire(reply.get("error"))
+        err = APIError.from_wire(reply.get("error"))
+        if _needs_hello(err):
+            self._said_hello = False   # the next request says hello (and resumes watches) first
+        raise err
 
     def pipeline(self, requests: Iterable[tuple[str, dict[str, Any]]], window: int = 256) -> list[Any]:
         """Run requests with up to ``window`` in flight; results (or APIErrors) in order."""

@@ -137,3 +137,27 @@ def test_watch_many_fails_whole_and_leaves_no_watch(mem_server) -> None:
         assert client._watches == {} and client._all_watches == []
     finally:
         client.close()
+
+
+def test_pipelined_requests_recover_after_an_apiserver_restart(server_process) -> None:
+    """A restarted apiserver answers "no hello on this connection"; the client says
+    hello on its next pipelined request instead of failing for ever."""
+    sp = server_process()
+    addr = sp.start()
+    client = Client(addr, timeout=2, retries=10)
+    try:
+        client.wait(client.send("create", object=cm("a"), namespace="default"))
+        sp.kill()
+        sp.start(listen=addr)
+        errors_seen = []
+
+        def pipelined_get() -> bool:
+            try:
+                return client.wait(client.send("get", kind="ConfigMap", name="a", namespace="default")) is not None
+            except APIError as e:
+                errors_seen.append(e.message)
+                return False
+        poll_for(pipelined_get, 20, what="a pipelined get to succeed after the restart")
+        assert len(errors_seen) <= 3, errors_seen
+    finally:
+        client.close()

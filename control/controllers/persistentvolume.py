@@ -69,7 +69,7 @@ def run_chains(client: Client, chains: Iterable[Chain], window: int = WINDOW) ->
 
     for g in chains:
         advance(g, None, first=True)
-    down = rehello = False
+    down = False
     while active:
         current, active = active, []
         for i in range(0, len(current), window):
@@ -91,24 +91,11 @@ def run_chains(client: Client, chains: Iterable[Chain], window: int = WINDOW) ->
                     res = client.wait(rid, timeout=0.0 if down else None)
                 except APIError as e:
                     if any(c.get("field") == "hello" for c in e.causes):
-                        rehello = True   # a restarted apiserver: retry once we said hello again
+                        # a restarted apiserver: the client says hello on its next request
                         e = APIError(errors.UNAVAILABLE, f"the apiserver restarted: {e.message}")
                     down = down or e.code in (errors.UNAVAILABLE, errors.TIMEOUT)
                     res = e
                 advance(g, res)
-    if rehello:
-        _say_hello(client)
-
-
-def _say_hello(client: Client) -> None:
-    """Pipelined requests are not retried, so a restarted apiserver is greeted by a
-    ping: the first one learns the session is gone, the second says hello."""
-    for _ in range(2):
-        try:
-            client.ping()
-            return
-        except APIError:
-            continue
 
 
 def _external_deleter(provisioner: str) -> bool:
