@@ -1,11 +1,15 @@
 """``make demo`` / ``kemu demo``: the main job on the embedded default.
 
 1. a 10-node lab with the ``fast`` profile;
-2. manifests applied, and a Deployment behind a Service;
-3. one node process killed;
+2. manifests applied, a Deployment behind a Service, and the Kubernetes
+   tutorial's StatefulSet whose pods each claim a local volume (the default
+   StorageClass provisions a directory on the pod's node);
+3. the node process that runs the StatefulSet's web-0 killed;
 4. detection (NotReady), the unreachable taint, the eviction of that node's
    pods and their replacements on other nodes, the EndpointSlice and a proxy
-   table without them, and DNS still answering;
+   table without them, and DNS still answering; web-0 stuck Terminating (a
+   StatefulSet never runs two of one ordinal), force-deleted, recreated, and
+   Pending because its volume lives on the dead node, the scheduler saying so;
 5. a short timeline built from the logs;
 6. teardown.
 
@@ -67,8 +71,15 @@ def main() -> int:
             def available() -> int:
                 d = c.get("Deployment", "web", "demo")
                 return (d.get("status") or {}).get("availableReplicas") or 0
+            kemu("apply", "-f", str(ROOT / "examples" / "storage" / "web.yaml"))
+
+            def sts_ready() -> int:
+                return (c.get("StatefulSet", "web", "default").get("status") or {}).get("readyReplicas") or 0
             lab.wait_for(lambda: available() == REPLICAS, 30, what="the Deployment available")
+            lab.wait_for(lambda: sts_ready() == 2, 30, what="the StatefulSet web ready")
             kemu("get", "deployments", "-n", "demo")
+            kemu("get", "statefulsets,pods", "-l", "app=nginx", "-o", "wide")
+            kemu("get", "pv,pvc,sc")
             kemu("get", "services", "-n", "demo")
             kemu("get", "pods", "-n", "demo", "-l", "app=web", "-o", "wide")
             svc_ip = c.get("Service", "web", "demo")["spec"]["clusterIP"]
@@ -78,10 +89,12 @@ def main() -> int:
             by_node: dict[str, list[str]] = {}
             for p in web_pods():
                 by_node.setdefault(p["spec"]["nodeName"], []).append(p["metadata"]["name"])
-            victim = max(by_node, key=lambda n: len(by_node[n]))
+            victim = c.get("Pod", "web-0", "default")["spec"]["nodeName"]
+            by_node.setdefault(victim, [])
             witness = next(n for n in lab.nodes if n != victim)
             lost_ips = {p["status"]["podIP"] for p in web_pods() if p["spec"]["nodeName"] == victim}
-            say(f"3. killing {victim} (it runs {len(by_node[victim])} of the web pods)")
+            say(f"3. killing {victim} (it runs the StatefulSet's web-0, whose volume is a directory "
+                f"on it, and {len(by_node[victim])} of the Deployment's pods)")
             killed_at = time.monotonic()
             lab.kill(victim)
 
@@ -123,6 +136,24 @@ def main() -> int:
             print(f"\n{witness}'s proxy table (kemu proxy rules {witness}):")
             kemu("proxy", "rules", witness)
             print(f"DNS still answers: web.demo.svc.cluster.local -> {resolve(dns_port)}")
+
+            lab.wait_for(lambda: c.get("Pod", "web-0", "default")["metadata"].get("deletionTimestamp"), 30,
+                         what="web-0 evicted")
+            print("\nweb-0 was evicted with its node but stays Terminating: its kubelet is gone, and a "
+                  "StatefulSet\nnever runs two web-0 at once. As Kubernetes' docs advise, force-delete it:")
+            kemu("delete", "pod", "web-0", "--grace-period=0", "--force")
+
+            def web0_why() -> str:
+                p = c.get("Pod", "web-0", "default")
+                if p["spec"].get("nodeName"):
+                    return ""
+                return next((x.get("message") or "" for x in (p.get("status") or {}).get("conditions") or []
+                             if x["type"] == "PodScheduled" and x["status"] == "False"), "")
+            why = lab.wait_for(lambda: "volume node affinity conflict" in web0_why() and web0_why(), 30,
+                               what="web-0 recreated and Pending for its volume")
+            print(f"\nThe StatefulSet recreated web-0, but its claim www-web-0 is bound to a local volume "
+                  f"on {victim},\nso it stays Pending and the scheduler says why:\n  {why}")
+            kemu("get", "pods", "-l", "app=nginx", "-o", "wide")
 
             say("5. the timeline (supervisor and controller-manager, since the kill)")
             from lab.logs import Filter, format_record, timeline
