@@ -1,6 +1,6 @@
 """Helpers shared by the workload controllers (after ``pkg/controller/controller_utils.go``).
 
-Contract (pure functions on Kubernetes-shaped dicts, no I/O):
+Contract (pure functions on Kubernetes-shaped dicts, no I/O, but for ``write_status``):
 * ``compute_hash(template, collision_count)`` -> the ``pod-template-hash``: fnv32a
   of the template's JSON (sorted keys) plus the collision count, rendered as
   Kubernetes' ``rand.SafeEncodeString`` of the decimal value.
@@ -14,6 +14,10 @@ Contract (pure functions on Kubernetes-shaped dicts, no I/O):
   first, newer first).
 * ``slow_start_batches(n, initial=1)`` -> Kubernetes' slowStartBatch sizes 1, 2, 4, ...
 * ``parse_time`` / ``format_time``: RFC 3339 timestamps <-> epoch seconds.
+* ``write_status(client, obj, status, dirty, key)`` (the one helper with I/O):
+  writes ``obj`` with ``status`` through the status subresource; a Conflict
+  marks ``key`` dirty (synced again from a newer copy), NotFound (the object
+  went away) is ignored; returns whether it was written.
 """
 from __future__ import annotations
 
@@ -145,6 +149,18 @@ def pod_deletion_rank(pod: dict) -> tuple:
     created = parse_time(pod["metadata"].get("creationTimestamp")) or 0.0
     return (bool((pod.get("spec") or {}).get("nodeName")), _PHASE_RANK.get(status.get("phase") or "Pending", 0),
             is_pod_ready(pod), -restarts, -created, pod["metadata"].get("name", ""))
+
+
+def write_status(client: Any, obj: dict, status: dict, dirty: set, key: Any) -> bool:
+    try:
+        client.update_status({**obj, "status": status})
+        return True
+    except APIError as e:
+        if e.code == errors.CONFLICT:
+            dirty.add(key)
+        elif e.code != errors.NOT_FOUND:
+            raise
+        return False
 
 
 def slow_start_batches(n: int, initial: int = 1) -> Iterator[int]:

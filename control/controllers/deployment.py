@@ -166,13 +166,7 @@ class DeploymentController(cu.KeyedSync):
         if recheck is not None:
             self.timers[key] = recheck
         if logic.status_differs(d.get("status") or {}, status):
-            try:
-                self.client.update_status({**d, "status": status})
-            except APIError as e:
-                if e.code == errors.CONFLICT:
-                    self.dirty.add(key)
-                elif e.code != errors.NOT_FOUND:
-                    raise
+            cu.write_status(self.client, d, status, self.dirty, key)
 
     def _pods_of(self, rss: list[dict]) -> list[dict]:
         uids = {r["metadata"].get("uid") for r in rss}

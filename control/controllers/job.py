@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from control.controllers import job_logic as logic
+from control.controllers.controller_utils import write_status
 from control.controllers.workload_common import OwnedPodHandlers, OwnedPods, key_of
 from emulator.api import errors
 from emulator.api.errors import APIError
@@ -142,14 +143,9 @@ class JobController(OwnedPodHandlers):
                 status.pop("active")
         if p.delete or created:
             self.dirty.add(key)
-        if logic.status_changed(job, status):
-            try:
-                self.client.update_status({**job, "status": status})
-            except APIError as e:
-                if e.code not in (errors.CONFLICT, errors.NOT_FOUND):
-                    raise
-                self.dirty.add(key)
-                return
+        if logic.status_changed(job, status) and not write_status(self.client, job, status, self.dirty, key):
+            self.dirty.add(key)
+            return
         if p.event is not None:
             type_, reason, message = p.event
             event = {"Completed": "job_completed", "Suspended": "job_suspended",

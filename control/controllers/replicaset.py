@@ -190,13 +190,7 @@ class ReplicaSetController(cu.KeyedSync):
             self.timers[key] = min(plan.requeue_at + 0.001, self.timers.get(key, float("inf")))
         old = rs.get("status") or {}
         if logic.status_changed(old, plan.status):
-            try:
-                self.client.update_status({**rs, "status": {**old, **plan.status}})
-            except APIError as e:
-                if e.code == errors.CONFLICT:
-                    self.dirty.add(key)
-                elif e.code != errors.NOT_FOUND:
-                    raise
+            cu.write_status(self.client, rs, {**old, **plan.status}, self.dirty, key)
 
     def _patch_refs(self, pod: dict, refs: list[dict]) -> bool:
         md = pod["metadata"]

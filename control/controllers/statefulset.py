@@ -158,13 +158,7 @@ class StatefulSetController(cu.KeyedSync):
         if plan.requeue_at is not None:
             self.timers[key] = min(plan.requeue_at + 0.001, self.timers.get(key, float("inf")))
         if logic.status_changed(stored_status, plan.status):
-            try:
-                self.client.update_status({**sts, "status": {**stored_status, **plan.status}})
-            except APIError as e:
-                if e.code == errors.CONFLICT:
-                    self.dirty.add(key)
-                elif e.code != errors.NOT_FOUND:
-                    raise
+            cu.write_status(self.client, sts, {**stored_status, **plan.status}, self.dirty, key)
         live = {current.name, update.name}
         for cr in history.history_to_delete(sts, pods, list(by_name.values()), live):
             self._delete_revision(cr)

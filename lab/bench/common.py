@@ -1,7 +1,9 @@
 """Shared benchmark plumbing: an apiserver process, workers, percentiles.
 
 Contract: everything a benchmark starts it stops (SIGTERM, then SIGKILL), and
-every loop is bounded in time. Workers are forked before any ZeroMQ context
+every loop is bounded in time. ``paced_creates`` sends creates at a steady
+rate (pipelined) while a watch records when each object first reaches a
+state; the latency benchmarks (pod-startup, storage) share it. Workers are forked before any ZeroMQ context
 exists in them (the parent creates none before forking).
 """
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import tempfile
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Iterable
 
 from lab.processes import ApiserverProcess as BaseApiserverProcess
 
@@ -62,3 +65,48 @@ def run_workers(n: int, target: Callable[..., Any], args: tuple, timeout: float)
                 p.kill()
                 p.join(5)
     return results
+
+
+def paced_creates(client: Any, watch: Any, count: int, rate: float,
+                  requests: Callable[[int], tuple[str, Iterable[dict]]], reached: Callable[[dict], bool],
+                  timeout: float, after_creates: Callable[[], Any] | None = None
+                  ) -> tuple[dict[str, float], dict[str, float], int]:
+    """Create ``count`` batches at ``rate`` per second. ``requests(i)`` gives the name
+    to time and the objects to create (in the default namespace); ``reached(obj)``
+    says when a watched object with that name counts as done. Returns (when each
+    name was sent, when it was first seen done, how many creates failed), all in
+    ``time.monotonic()`` seconds; waits at most ``timeout`` after the last create.
+    ``after_creates`` runs right after the last create is sent."""
+    created: dict[str, float] = {}
+    done: dict[str, float] = {}
+    rids = []
+
+    def drain(wait: float) -> None:
+        ev = watch.next(wait)
+        while ev is not None:
+            o = ev["object"]
+            name = o["metadata"]["name"]
+            if name not in done and reached(o):
+                done[name] = time.monotonic()
+            ev = watch.next(0)
+
+    t0 = time.monotonic()
+    for i in range(count):
+        target = t0 + i / rate
+        while time.monotonic() < target:
+            drain(max(0.0, target - time.monotonic()))
+        name, objs = requests(i)
+        created[name] = time.monotonic()
+        rids.extend(client.send("create", object=o, namespace="default") for o in objs)
+    if after_creates is not None:
+        after_creates()
+    deadline = time.monotonic() + timeout
+    while len(done) < count and time.monotonic() < deadline:
+        drain(0.2)
+    errors = 0
+    for rid in rids:
+        try:
+            client.wait(rid, timeout=10)
+        except Exception:
+            errors += 1
+    return created, done, errors

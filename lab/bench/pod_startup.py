@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from typing import Any
 
-from lab.bench.common import percentile
+from lab.bench.common import paced_creates, percentile
 
 
 def _pod(i: int) -> dict:
@@ -34,42 +33,17 @@ def run(nodes: int = 100, pods: int = 1000, rate: float = 100.0) -> dict[str, An
         with Lab(nodes, name="bench", profile="fast", make_current=False) as lab:
             c = lab.client
             w = c.watch("Pod", "default", resource_version=c.list("Pod", "default")["metadata"]["resourceVersion"])
-            created: dict[str, float] = {}
-            running: dict[str, float] = {}
-            rids = []
-
-            def drain(timeout: float) -> None:
-                ev = w.next(timeout)
-                while ev is not None:
-                    o = ev["object"]
-                    name = o["metadata"]["name"]
-                    if (o.get("status") or {}).get("phase") == "Running" and name not in running:
-                        running[name] = time.monotonic()
-                    ev = w.next(0)
-
             import psutil
             psutil.cpu_percent(None)
-            t0 = time.monotonic()
-            for i in range(pods):
-                target = t0 + i / rate
-                while time.monotonic() < target:
-                    drain(max(0.0, target - time.monotonic()))
-                created[f"p-{i}"] = time.monotonic()
-                rids.append(c.send("create", object=_pod(i), namespace="default"))
-            cpu = psutil.cpu_percent(None)   # the whole machine, over the creation window
-            deadline = time.monotonic() + 60
-            while len(running) < pods and time.monotonic() < deadline:
-                drain(0.2)
-            errors = 0
-            for rid in rids:
-                try:
-                    c.wait(rid, timeout=10)
-                except Exception:
-                    errors += 1
+            cpu: list[float] = []   # the whole machine, over the creation window
+            created, running, errors = paced_creates(
+                c, w, pods, rate, lambda i: (f"p-{i}", [_pod(i)]),
+                lambda o: (o.get("status") or {}).get("phase") == "Running", 60,
+                after_creates=lambda: cpu.append(psutil.cpu_percent(None)))
     lat = [(running[n] - t) * 1000 for n, t in created.items() if n in running]
     return {"benchmark": "pod-startup", "profile": "fast", "nodes": nodes, "pods": pods,
             "create_rate": rate, "running": len(running), "create_errors": errors,
-            "machine_cpu_percent_while_creating": cpu,
+            "machine_cpu_percent_while_creating": cpu[0],
             "latency_ms": {"p50": round(percentile(lat, 50), 1), "p90": round(percentile(lat, 90), 1),
                            "p99": round(percentile(lat, 99), 1), "max": round(max(lat or [0]), 1)},
             "target_p99_ms": 250, "meets_target": len(running) == pods and percentile(lat, 99) <= 250}

@@ -23,10 +23,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from typing import Any
 
-from lab.bench.common import percentile
+from lab.bench.common import paced_creates, percentile
 
 
 def _claim(name: str, cls: str, mode: str) -> dict:
@@ -49,40 +48,15 @@ def _phase(c: Any, prefix: str, claims: int, rate: float, cls: str, mode: str, w
     import psutil
     w = c.watch("PersistentVolumeClaim", "default",
                 resource_version=c.list("PersistentVolumeClaim", "default", limit=1)["metadata"]["resourceVersion"])
-    created: dict[str, float] = {}
-    bound: dict[str, float] = {}
-    rids = []
 
-    def drain(wait: float) -> None:
-        ev = w.next(wait)
-        while ev is not None:
-            o = ev["object"]
-            name = o["metadata"]["name"]
-            if (o.get("status") or {}).get("phase") == "Bound" and name not in bound:
-                bound[name] = time.monotonic()
-            ev = w.next(0)
+    def requests(i: int) -> tuple[str, list[dict]]:
+        name = f"{prefix}-{i}"
+        return name, [_claim(name, cls, mode)] + ([_pod(name, name)] if with_pods else [])
 
     psutil.cpu_percent(None)
-    t0 = time.monotonic()
-    for i in range(claims):
-        target = t0 + i / rate
-        while time.monotonic() < target:
-            drain(max(0.0, target - time.monotonic()))
-        name = f"{prefix}-{i}"
-        created[name] = time.monotonic()
-        rids.append(c.send("create", object=_claim(name, cls, mode), namespace="default"))
-        if with_pods:
-            rids.append(c.send("create", object=_pod(name, name), namespace="default"))
-    deadline = time.monotonic() + timeout
-    while len(bound) < claims and time.monotonic() < deadline:
-        drain(0.2)
-    cpu = psutil.cpu_percent(None)
-    errors = 0
-    for rid in rids:
-        try:
-            c.wait(rid, timeout=10)
-        except Exception:
-            errors += 1
+    created, bound, errors = paced_creates(c, w, claims, rate, requests,
+                                           lambda o: (o.get("status") or {}).get("phase") == "Bound", timeout)
+    cpu = psutil.cpu_percent(None)   # the whole machine, over the phase
     w.stop()
     lat = [(bound[n] - t) * 1000 for n, t in created.items() if n in bound]
     span = (max(bound.values()) - min(created.values())) if bound else 0.0

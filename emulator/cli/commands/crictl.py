@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from emulator.cli.commands.proxy import lab_dir
+from emulator.cli.commands._node_files import node_root
 from emulator.cli.printers import human_duration
 from emulator.cli.tabwriter import align
 
@@ -54,15 +54,10 @@ def _inspect(c: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        lab = lab_dir(args.lab_dir)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=err)
+    root = node_root(args.lab_dir, args.node, err)
+    if root is None:
         return 1
-    if not (lab / "nodes" / args.node).is_dir():
-        print(f'error: node "{args.node}" not found in the lab {lab}', file=err)
-        return 1
-    path = lab / "nodes" / args.node / STATE_FILE
+    path = root / STATE_FILE
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from emulator.cli.server import kemu_home
+from emulator.cli.commands._node_files import node_root
 
 # The proxy's file under a node's root (node/proxy/proxy.py RULES_FILE; emulator/ cannot import node/).
 RULES_FILE = Path("var") / "lib" / "kemu" / "proxy-rules.txt"
@@ -31,35 +31,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def lab_dir(flag: str | None) -> Path:
-    if flag:
-        return Path(flag).expanduser()
-    current = kemu_home() / "current"
-    try:
-        d = current.read_text().strip()
-    except OSError:
-        d = ""
-    if not d:
-        raise FileNotFoundError("no current lab: start one with 'kemu lab up', or pass --lab-dir")
-    return Path(d).expanduser()
-
-
-def rules_file(lab: Path, node: str) -> Path:
-    return lab / "nodes" / node / RULES_FILE
-
-
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        lab = lab_dir(args.lab_dir)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=err)
+    root = node_root(args.lab_dir, args.node, err)
+    if root is None:
         return 1
-    if not (lab / "nodes" / args.node).is_dir():
-        print(f'error: node "{args.node}" not found in the lab {lab}', file=err)
-        return 1
-    path = rules_file(lab, args.node)
+    path = root / RULES_FILE
     try:
         text = path.read_text()
     except OSError:
