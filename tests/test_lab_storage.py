@@ -81,6 +81,18 @@ def test_docs_persistent_volume_example(kemu_home: Path) -> None:
         r = kemu("get", "pv,pvc")
         assert "task-pv-volume" in r.stdout and "Bound" in r.stdout and "default/task-pv-claim" in r.stdout
 
+        # "Distribute Credentials Securely Using Secrets", unchanged
+        for f in ("secret.yaml", "secret-pod.yaml"):
+            r = kemu("apply", "-f", str(EXAMPLES / f))
+            assert r.returncode == 0, r.stderr
+        p = lab.wait_for(lambda: running(c, "secret-test-pod"), 30, what="secret-test-pod Running")
+        secret_dir = mount_of(p["spec"]["nodeName"], "secret-test-pod", "/etc/secret-volume")
+        assert secret_dir.is_relative_to(lab.layout.node_root(p["spec"]["nodeName"]) / "var/lib/kubelet/pods")
+        assert (secret_dir / "username").read_text() == "my-app"
+        assert (secret_dir / "password").read_text() == "39528$vdg7Jb"
+        assert (secret_dir / "password").stat().st_mode & 0o777 == 0o644
+        assert p["status"]["containerStatuses"][0]["volumeMounts"][0]["readOnly"] is True
+
 
 def test_data_outlives_pods_and_a_dead_node_keeps_its_volume(kemu_home: Path) -> None:
     with Lab(3, name="data", profile="fast", dns=False) as lab:
