@@ -17,6 +17,8 @@ Contract
   NodeHasDiskPressure / NodeHasNoDiskPressure); pods over an emptyDir
   ``sizeLimit`` or their ephemeral-storage limits are evicted; otherwise,
   while the threshold is met, one pod (ranked by ``eviction``) is evicted.
+* ``_housekeeping`` also writes the node's usage summary (``stats``) first,
+  when its figures changed since the last write.
 * ``_evict(pod, message)``: Warning Event Evicted, the sandbox stopped at
   once, status phase Failed / reason Evicted / message with the
   DisruptionTarget condition, and its volumes torn down.
@@ -28,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from emulator.api import errors
 from emulator.api.errors import APIError
-from node.kubelet import eviction, sync
+from emulator.events import rfc3339
+from node.kubelet import eviction, stats, sync
 from node.volumes.manager import dir_usage
 
 if TYPE_CHECKING:
@@ -77,6 +80,14 @@ class PodVolumesAndEviction:
         return out
 
     def _housekeeping(self: Kubelet, now: float) -> None:
+        figures = stats.summary(self.node_name, self.runtime.list_containers(), "")
+        if figures != getattr(self, "_last_summary", None):   # the Summary API's figures, for kemu top
+            try:
+                stats.write_summary(self.root_dir, stats.summary(
+                    self.node_name, self.runtime.list_containers(), rfc3339(self.wall())))
+                self._last_summary = figures
+            except OSError as e:
+                self.log.warning("stats_summary_failed", error=str(e))
         capacity = self.capacity_bytes
         used = dir_usage(self.root_dir)
         available = capacity - used

@@ -13,10 +13,11 @@ from typing import TextIO
 
 from emulator.cli.server import kemu_home
 
-__all__ = ["node_root"]
+__all__ = ["lab_dir", "node_root"]
 
 
-def _lab_dir(flag: str | None) -> Path | None:
+def lab_dir(flag: str | None) -> Path | None:
+    """The lab directory from ``--lab-dir`` or the current lab; None when there is none."""
     if flag:
         return Path(flag).expanduser()
     try:
@@ -27,7 +28,7 @@ def _lab_dir(flag: str | None) -> Path | None:
 
 
 def node_root(lab_flag: str | None, node: str, err: TextIO) -> Path | None:
-    lab = _lab_dir(lab_flag)
+    lab = lab_dir(lab_flag)
     if lab is None:
         print("error: no current lab: start one with 'kemu lab up', or pass --lab-dir", file=err)
         return None

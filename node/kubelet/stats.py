@@ -1,0 +1,59 @@
+"""The kubelet's resource usage summary, as the Summary API (``/stats/summary``) gives it.
+
+Contract: ``summary(node_name, containers, now_wall)`` builds a dict in the
+shape of Kubernetes' ``statsapi.Summary`` (trimmed to what ``kubectl top``
+needs): ``node`` with ``cpu.usageNanoCores`` and ``memory.workingSetBytes``
+(the sum over the node's running containers), and one entry per pod with its
+containers' usage, from the runtime's ``ContainerStatus.cpu_millis`` /
+``memory_bytes`` (the fake runtime reports what its annotations say; real
+runtimes measure). ``write_summary(root_dir, s)`` replaces
+``<root>/var/lib/kemu/stats-summary.json`` atomically: metrics-server would
+scrape the kubelet; ``kemu top`` reads the file instead, so a node's last
+figures can be read without the apiserver. The housekeeping pass writes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable
+
+from node.runtime.interface import RUNNING, ContainerStatus
+
+__all__ = ["SUMMARY_FILE", "summary", "write_summary"]
+
+SUMMARY_FILE = os.path.join("var", "lib", "kemu", "stats-summary.json")
+
+
+def _usage(cpu_millis: int, memory: int, ts: str) -> dict[str, Any]:
+    return {"cpu": {"time": ts, "usageNanoCores": int(cpu_millis) * 1_000_000},
+            "memory": {"time": ts, "workingSetBytes": int(memory)}}
+
+
+def summary(node_name: str, containers: Iterable[ContainerStatus], ts: str) -> dict[str, Any]:
+    pods: dict[str, dict[str, Any]] = {}
+    node_cpu = node_mem = 0
+    for c in containers:
+        if c.state != RUNNING:
+            continue
+        entry = pods.setdefault(c.pod_uid, {"podRef": {"name": c.pod_name, "namespace": c.namespace,
+                                                       "uid": c.pod_uid},
+                                            "containers": [], "_cpu": 0, "_mem": 0})
+        entry["containers"].append({"name": c.name, **_usage(c.cpu_millis, c.memory_bytes, ts)})
+        entry["_cpu"] += c.cpu_millis
+        entry["_mem"] += c.memory_bytes
+        node_cpu += c.cpu_millis
+        node_mem += c.memory_bytes
+    out_pods = []
+    for entry in pods.values():
+        cpu, mem = entry.pop("_cpu"), entry.pop("_mem")
+        out_pods.append({**entry, **_usage(cpu, mem, ts)})
+    return {"node": {"nodeName": node_name, **_usage(node_cpu, node_mem, ts)}, "pods": out_pods}
+
+
+def write_summary(root_dir: str, s: dict[str, Any]) -> None:
+    path = os.path.join(root_dir, SUMMARY_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(s, f)
+    os.replace(tmp, path)
