@@ -13,6 +13,15 @@ Contract (after the CRI's RuntimeService)
   ``Mount`` binds a host path (inside the node's root, or the lab's shared
   storage) at a container path, read-only or not. The runtime keeps it with
   the container (``ContainerStatus.mounts``) and reports it unchanged.
+  ``env`` is the container's fully resolved environment (the kubelet's
+  makeEnvironmentVariables, ``$(VAR)`` already expanded in it and in
+  ``command``/``args`` of the ``container`` passed in); runtimes that run
+  nothing ignore it. A runtime that cannot create the container raises
+  ``CreateContainerError`` (the kubelet reports waiting reason
+  ``CreateContainerError``); one that cannot start it raises
+  ``StartContainerError`` after recording the container as exited (exit code
+  128, reason ``StartError``, the message): the kubelet reports waiting
+  reason ``RunContainerError`` with that message.
 * ``stop_container(id, grace_seconds)`` asks the container to stop; it may
   keep running up to ``grace_seconds`` and is then killed.
   ``remove_container(id)`` forgets an exited container.
@@ -25,6 +34,16 @@ Contract (after the CRI's RuntimeService)
   no-op for real ones) and returns the pods whose containers changed;
   ``next_event(now)`` is the monotonic time of its next scheduled change, or
   None, so the kubelet can sleep exactly until then.
+* ``exec_sync(id, cmd, timeout) -> (exit code, output)`` runs ``cmd`` "in"
+  a running container (its env, working dir and mounts) and returns its exit
+  code and its stdout+stderr; on timeout the command is killed and
+  ``TimeoutError`` raised.
+* ``ContainerStatus.log_path`` is the container's CRI log file (absolute;
+  ``""`` when the runtime writes none): ``<node root>/var/log/pods/
+  <ns>_<pod>_<uid>/<container>/<attempt>.log``, one ``<RFC3339Nano> <stdout|
+  stderr> <F|P> <text>`` line per output line, rotated by size
+  (``node.runtime.proclogs``). ``message`` says why a container exited
+  (``StartError``, ``OOMKilled``), as the CRI's ``ContainerStatus.message``.
 * Times in ``ContainerStatus`` (``created_at``, ``started_at``,
   ``finished_at``) are wall-clock epoch seconds, ready for RFC 3339.
 * Methods raise ``KeyError`` for an unknown id and ``RuntimeError`` for an
@@ -88,6 +107,16 @@ class ContainerStatus:
     memory_bytes: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
+    log_path: str = ""         # the CRI log file ("" when none is written)
+    message: str = ""          # why it exited, when the runtime knows (StartError, OOMKilled)
+
+
+class CreateContainerError(RuntimeError):
+    """``create_container`` failed: the kubelet reports waiting reason CreateContainerError."""
+
+
+class StartContainerError(RuntimeError):
+    """``start_container`` failed: the kubelet reports waiting reason RunContainerError."""
 
 
 class Runtime(Protocol):
@@ -98,11 +127,13 @@ class Runtime(Protocol):
     def stop_pod_sandbox(self, sandbox_id: str) -> None: ...
     def remove_pod_sandbox(self, sandbox_id: str) -> None: ...
     def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int,
-                         mounts: list[Mount] | None = None) -> str: ...
+                         mounts: list[Mount] | None = None,
+                         env: dict[str, str] | None = None) -> str: ...
     def start_container(self, container_id: str) -> None: ...
     def stop_container(self, container_id: str, grace_seconds: float) -> None: ...
     def remove_container(self, container_id: str) -> None: ...
     def list_pod_sandboxes(self) -> list[PodSandbox]: ...
     def list_containers(self) -> list[ContainerStatus]: ...
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]: ...
     def tick(self, now: float) -> set[str]: ...
     def next_event(self, now: float) -> float | None: ...
