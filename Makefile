@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test bench clean venv docker-engine docker-engine-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make demo RUNTIME=process: the same story with real processes and real traffic.
 demo: $(STAMP)
-	$(BIN)/python -m lab.demo
+	$(BIN)/python -m lab.demo $(RUNTIME)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# The docker runtime's tests need an engine: docker-engine installs Debian's docker.io and
+# busybox-static when missing and starts dockerd when none answers (best effort: never fails;
+# its outcome is in .kemu/docker-engine.status). Once it answered, a docker test that cannot
+# reach it fails instead of skipping (KEMU_REQUIRE_DOCKER=1).
+docker-engine: $(STAMP)
+	@bash lab/docker-engine.sh
+
+docker-engine-stop:
+	@if [ -s .kemu/dockerd.pid ]; then kill "$$(cat .kemu/dockerd.pid)" 2>/dev/null || true; fi
+
+test: $(STAMP) docker-engine
+	KEMU_REQUIRE_DOCKER=$$(grep -qs '^ok' .kemu/docker-engine.status && echo 1 || echo 0) \
+		$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/kemu bench apiserver

@@ -14,7 +14,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from control.apiserver import main as apiserver_main
     from emulator.cli import kubectl
-    from lab import cli_lab
+    from lab import cli_lab, images
     from lab.bench import cli as bench_cli
     parser = argparse.ArgumentParser(prog="kemu", description="kemu: a Kubernetes cluster emulator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -23,8 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver_main.add_parser(sub)
     bench_cli.add_parser(sub)
     cli_lab.add_parser(sub)
+    images.add_parser(sub)
     demo = sub.add_parser("demo", help="the main job: a 10-node lab, a node failure, a timeline")
-    demo.set_defaults(func=lambda args: __import__("lab.demo", fromlist=["main"]).main())
+    demo.add_argument("--runtime", choices=["fake", "process"], default="fake",
+                      help="the nodes' runtime (process: real web servers and real traffic)")
+    demo.set_defaults(func=lambda args: __import__("lab.demo", fromlist=["main"]).main(args.runtime))
     return parser
 
 
