@@ -23,6 +23,13 @@ Contract
   (what ``kemu proxy rules NODE`` prints).
 * Each sync logs ``proxy_sync`` with ``duration_ms``, ``rules`` (lines of
   rendered rules), ``services`` and ``endpoints``.
+* ``forward=True`` (the kubelet sets it when its runtime is real) also moves
+  real TCP: a ``forwarder.Forwarder`` (its own loop thread, started with the
+  proxy) listens on every ClusterIP:port and on ``node_ip``:nodePort and
+  relays to the table's endpoints. Each sync that changes the table hands it
+  to the forwarder; listeners that failed to bind are retried every
+  ``LISTEN_RETRY_PERIOD`` seconds. ``stop()`` stops it. Without ``forward``
+  the proxy keeps tables only (the fake runtime: no process listens anywhere).
 """
 from __future__ import annotations
 
@@ -39,8 +46,10 @@ from emulator.logging import configure, get_logger
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
 from node.proxy import rules
+from node.proxy.forwarder import Forwarder
 
 RULES_FILE = os.path.join("var", "lib", "kemu", "proxy-rules.txt")
+LISTEN_RETRY_PERIOD = 5.0
 
 
 def rules_path(root_dir: str) -> str:
@@ -49,7 +58,8 @@ def rules_path(root_dir: str) -> str:
 
 class KubeProxy:
     def __init__(self, client: Client, profile: Profile, node_name: str, *, root_dir: str | None = None,
-                 node_ip: str = "127.0.0.1", clock: Callable[[], float] = time.monotonic) -> None:
+                 node_ip: str = "127.0.0.1", clock: Callable[[], float] = time.monotonic,
+                 forward: bool = False) -> None:
         self.client = client
         self.profile = profile
         self.node_name = node_name
@@ -70,6 +80,8 @@ class KubeProxy:
         self.started = False
         self._failures = 0
         self._retry_at = 0.0
+        self.forwarder: Forwarder | None = Forwarder(node_name, node_ip) if forward else None
+        self._listen_retry_at = 0.0
 
     def _changed(self, *_: Any) -> None:
         self.dirty = True
@@ -83,6 +95,8 @@ class KubeProxy:
 
     # -- the loop -----------------------------------------------------------------
     def start(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.start()
         start_informers([self.services, self.slices])
         self.started = True
         self.sync()
@@ -114,6 +128,9 @@ class KubeProxy:
             return
         if self.dirty and self.clock() >= self.next_sync:
             self.sync()
+        elif self.forwarder is not None and self.forwarder.failed_listeners() and now >= self._listen_retry_at:
+            self._listen_retry_at = now + LISTEN_RETRY_PERIOD
+            self.forwarder.update(self._table)
 
     def sync(self) -> None:
         """Recompute the whole table from the caches and swap it in."""
@@ -129,6 +146,9 @@ class KubeProxy:
         self.syncs += 1
         if changed and self.root_dir:
             self._write(text)
+        if changed and self.forwarder is not None:
+            self._listen_retry_at = self.clock() + LISTEN_RETRY_PERIOD
+            self.forwarder.update(table)
         self.log.info("proxy_sync", node_name=self.node_name,
                       duration_ms=round((time.perf_counter() - t0) * 1000, 3),
                       rules=text.count("\n-A "), services=len(table.services),
@@ -149,11 +169,13 @@ class KubeProxy:
     def stop(self) -> None:
         self.services.stop()
         self.slices.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
 
 
 def run(server: str, node_name: str, profile_name: str = "default", root_dir: str | None = None,
         log_path: str | None = None, lab: str | None = None, stop: Any = None,
-        node_ip: str = "127.0.0.1") -> int:
+        node_ip: str = "127.0.0.1", forward: bool = False) -> int:
     """kube-proxy as its own process (the lab normally runs it inside the node process)."""
     die_with_parent()
     configure("kube-proxy", node=node_name, lab=lab, path=log_path)
@@ -161,12 +183,13 @@ def run(server: str, node_name: str, profile_name: str = "default", root_dir: st
     stop = stop if stop is not None else StopFlag()
     profile = get_profile(profile_name)
     client = Client(server, component="kube-proxy", node=node_name, lab=lab)
-    proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
+    proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip, forward=forward)
     try:
         start_with_backoff(proxy.start, stop, log)
         while not stop:
             proxy.step(0.1)
     finally:
         log.info("proxy_stopped")
+        proxy.stop()
         client.close()
     return 0
