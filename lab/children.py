@@ -41,7 +41,8 @@ def run_node(ctx: ChildContext) -> None:
         memory=ctx.config.node_memory, pods=ctx.config.node_pods,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
         pod_cidr=ctx.config.pod_cidr(ctx.index), ephemeral_storage=ctx.config.node_ephemeral_storage,
-        shared_root=str(ctx.layout.shared))
+        node_ip=ctx.config.node_ip(ctx.index),
+        shared_root=str(ctx.layout.shared), runtime=ctx.config.runtime_for_node(ctx.name))
 
 
 def run_scheduler(ctx: ChildContext) -> None:

@@ -42,7 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--nodes", type=_count("--nodes"), default=3)
     up.add_argument("--name", type=_name, default="default")
     up.add_argument("--profile", choices=["default", "fast"], default="default")
-    up.add_argument("--runtime", choices=["fake"], default="fake")
+    up.add_argument("--runtime", choices=["fake", "process", "docker"], default="fake",
+                    help="every node's container runtime (fake: simulated; process: real OS processes; "
+                         "docker: Docker containers)")
+    up.add_argument("--runtime-for", action="append", default=[], metavar="NODE=RUNTIME",
+                    help="another runtime for one node, e.g. node-3=process (repeatable)")
     up.add_argument("--node-cpu", default="4")
     up.add_argument("--node-memory", default="16Gi")
     up.add_argument("--node-ephemeral-storage", default="100Gi",
@@ -95,6 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.lab import Lab, LabError
     try:
         lab = Lab(args.nodes, name=args.name, profile=args.profile, runtime=args.runtime,
+                  runtime_for=args.runtime_for,
                   node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
                   node_ephemeral_storage=args.node_ephemeral_storage, zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
                   dns=not args.no_dns, dns_port=args.dns_port)

@@ -2,11 +2,14 @@
 
 Contract: ``LabConfig.validate()`` raises ValueError with a message that names
 the flag and the fix. Node names are ``node-1`` .. ``node-N``; zones are
-assigned round-robin from ``zones``; each node gets a /24 for pod IPs out of
-127.64.0.0/10 (node i: ``127.(64 + i // 256).(i % 256).0/24``).
+assigned round-robin from ``zones``; every node runs ``runtime`` (fake,
+process or docker) unless ``runtime_for`` names another for it; each node gets a /24 for pod IPs out of
+127.64.0.0/10 (node i: ``127.(64 + i // 256).(i % 256).0/24``) and the node
+IP ``127.32.0.0 + i`` (``node_ip(i)``: node-1 is 127.32.0.1).
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,8 +18,23 @@ from emulator.api.quantity import cpu_millis, memory_bytes
 from emulator.profiles import get_profile
 from lab.paths import check_lab_name
 
-RUNTIMES = ("fake",)
+RUNTIMES = ("fake", "process", "docker")
+NODE_IP_BASE = int(ipaddress.IPv4Address("127.32.0.0"))   # node i: 127.32.0.0 + i (its InternalIP)
 MAX_NODES = 16_384   # the pod-CIDR plan gives one /24 per node in 127.64.0.0/10
+
+
+def parse_runtime_for(specs: list[str] | None) -> dict[str, str]:
+    """``["node-3=process", ...]`` (``--runtime-for``, repeated) -> {node: runtime}."""
+    out: dict[str, str] = {}
+    for spec in specs or ():
+        node, sep, rt = str(spec).partition("=")
+        node, rt = node.strip(), rt.strip()
+        if not sep or not node or not rt:
+            raise ValueError(f'--runtime-for: expected NODE=RUNTIME (e.g. node-3=process), got "{spec}"')
+        if node in out and out[node] != rt:
+            raise ValueError(f"--runtime-for: {node} is given twice ({out[node]} and {rt}); give it once")
+        out[node] = rt
+    return out
 
 
 def parse_zones(spec: str) -> list[str]:
@@ -50,6 +68,7 @@ class LabConfig:
     dns: bool = True
     dns_port: int = 0
     node_names: list[str] = field(default_factory=list)
+    runtime_for: dict[str, str] = field(default_factory=dict)   # per-node override: node -> runtime
 
     def validate(self) -> "LabConfig":
         check_lab_name(self.name)
@@ -77,7 +96,18 @@ class LabConfig:
             raise ValueError(f"--port: {self.port} is not a port number (0 picks a free one)")
         if not self.node_names:
             self.node_names = [f"node-{i}" for i in range(1, self.nodes + 1)]
+        for node, rt in self.runtime_for.items():
+            if node not in self.node_names:
+                raise ValueError(f'--runtime-for: node "{node}" does not exist; this lab has '
+                                 f'{self.node_names[0]} .. {self.node_names[-1]} (see --nodes)')
+            if rt not in RUNTIMES:
+                raise ValueError(f'--runtime-for: unsupported runtime "{rt}" for {node}; supported: '
+                                 f'{", ".join(RUNTIMES)}')
         return self
+
+    def runtime_for_node(self, name: str) -> str:
+        """The node's runtime: its ``--runtime-for`` override, else ``--runtime``."""
+        return self.runtime_for.get(name, self.runtime)
 
     def zone_for(self, index: int) -> str:
         return self.zones[(index - 1) % len(self.zones)]
@@ -85,6 +115,11 @@ class LabConfig:
     @staticmethod
     def pod_cidr(index: int) -> str:
         return f"127.{64 + index // 256}.{index % 256}.0/24"
+
+    @staticmethod
+    def node_ip(index: int) -> str:
+        """The node's InternalIP (where its NodePorts listen): 127.32.0.0 + index."""
+        return str(ipaddress.IPv4Address(NODE_IP_BASE + index))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

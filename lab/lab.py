@@ -13,7 +13,11 @@ lab that is already running.
 ``lab.nodes`` the node names; ``lab.wait_for(predicate, timeout)`` polls;
 ``lab.kill(name)`` sends SIGKILL (or another signal) to one process through
 the supervisor; ``lab.down()`` stops everything and never fails because
-processes are already dead.
+processes are already dead. ``runtime`` (fake, process, docker) is every
+node's, ``runtime_for`` ({node: runtime}, or ``["node-3=process"]``)
+overrides it per node. Containers of the process runtime outlive a killed
+node process (its restarted kubelet adopts them) but not the lab: ``down()``
+and ``remove_node()`` kill every one left under the node roots.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from typing import Any, Callable, TypeVar
 import psutil
 
 from emulator.client import Client
-from lab.config import LabConfig, parse_zones
+from lab.config import LabConfig, parse_runtime_for, parse_zones
 from lab.paths import (LabLayout, clear_current_if, get_current, lab_dir_for, labs_root,
                        set_current)
 from lab.storage_classes import ensure_storage_classes
@@ -96,8 +100,10 @@ class Lab:
                  node_pods: int = 110, node_ephemeral_storage: str = "100Gi",
                  zones: str | list[str] = "1", port: int = 0, dir: str | Path | None = None,
                  ready_timeout: float | None = None, make_current: bool = True, dns: bool = True,
-                 dns_port: int = 0) -> None:
+                 dns_port: int = 0, runtime_for: dict[str, str] | list[str] | None = None) -> None:
         self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
+                                runtime_for=(dict(runtime_for) if isinstance(runtime_for, dict)
+                                             else parse_runtime_for(runtime_for)),
                                 node_cpu=node_cpu, node_memory=node_memory, node_pods=node_pods,
                                 node_ephemeral_storage=node_ephemeral_storage,
                                 zones=parse_zones(zones) if isinstance(zones, str) else list(zones),
@@ -307,7 +313,12 @@ class Lab:
             time.sleep(interval)
 
     def kill(self, name: str, sig: str = "KILL") -> None:
+        """Send ``sig`` to a lab process. SIGKILL on a node is the node's death: its real
+        containers die with it, as on a machine that fails (``restart`` instead restarts
+        only the kubelet, which adopts the containers that kept running)."""
         control(self.layout, {"op": "kill", "name": name, "signal": sig})
+        if sig.upper().removeprefix("SIG") == "KILL" and (self.layout.nodes / name).is_dir():
+            self._kill_node_containers(name)
 
     def restart(self, name: str) -> None:
         control(self.layout, {"op": "restart", "name": name})
@@ -320,6 +331,7 @@ class Lab:
 
     def remove_node(self, name: str) -> None:
         control(self.layout, {"op": "remove-node", "name": name})
+        self._kill_node_containers(name)   # a removed node's real containers go with it
         try:
             self.client.delete("Node", name)
         except Exception:
@@ -373,6 +385,7 @@ class Lab:
             except psutil.Error:
                 pass
         self._kill_leftovers()
+        self._kill_containers()
         for p in (self.layout.supervisor_sock, self.layout.endpoint, self.layout.supervisor_pid):
             try:
                 p.unlink()
@@ -391,6 +404,32 @@ class Lab:
                     proc.kill()
             except psutil.Error:
                 pass
+
+    def _kill_containers(self) -> None:
+        """Real runtimes' containers outlive a node process (a restarted kubelet adopts them);
+        the lab's end is theirs: kill every one left under each node root and wait."""
+        try:
+            names = [p.name for p in self.layout.nodes.iterdir() if p.is_dir()]
+        except OSError:
+            return
+        for name in names:
+            self._kill_node_containers(name, docker=False)
+        if "docker" in {self.config.runtime_for_node(n) for n in self.config.node_names}:
+            self._remove_docker_containers(None)
+
+    def _kill_node_containers(self, name: str, docker: bool = True) -> None:
+        from node.runtime.process import kill_all
+        kill_all(str(self.layout.nodes / name))
+        if docker and self.config.runtime_for_node(name) == "docker":
+            self._remove_docker_containers(name)
+
+    def _remove_docker_containers(self, node: str | None) -> None:
+        """docker's containers carry the lab's (and node's) label: remove them."""
+        try:
+            from node.runtime.docker_engine import remove_all
+            remove_all(self.config.name, node=node)
+        except Exception as e:   # no engine left to ask: nothing of ours can run there either
+            print(f"warning: could not remove the lab's docker containers: {e}", file=sys.stderr)
 
     def __enter__(self) -> "Lab":
         try:

@@ -20,6 +20,13 @@ Contract
   subresource only when it changed. A pod with ``deletionTimestamp`` has its
   containers stopped within its grace period, then its deletion is confirmed
   with a grace-0 delete. Containers of pods that no longer exist are removed.
+* Each container is created with its environment (``envvars``: env,
+  envFrom, valueFrom, ``$(VAR)`` in env/command/args, plus ``POD_IP`` and
+  ``KEMU_NODE_ROOT``). Failures are waiting reasons, as Kubernetes reports
+  them, with a Warning ``Failed`` Event ``Error: <message>``:
+  CreateContainerConfigError (a missing Secret/ConfigMap or key),
+  CreateContainerError (the runtime cannot create it: no command),
+  RunContainerError (it cannot start: a command that does not exist).
 * The runtime's ``list_*`` are the source of truth: a kubelet started on a
   node root where another left containers adopts them and starts no duplicates.
 * Volumes (``node.volumes``): no container starts before every volume of its
@@ -37,6 +44,10 @@ Contract
   ``eviction_hard_nodefs_available`` sets DiskPressure and evicts one pod per
   pass, ranked as Kubernetes ranks them. Under DiskPressure new pods are
   rejected (``The node had condition: [DiskPressure]. ``).
+* Probes (``node.kubelet.prober``): liveness, readiness and startup probes
+  run off the loop in a small thread pool; readiness sets the container's
+  ``ready`` (and so the pod's Ready condition), a failed startup or liveness
+  probe kills the container, which is restarted unless restartPolicy is Never.
 """
 from __future__ import annotations
 
@@ -57,13 +68,15 @@ from emulator.events import EventRecorder
 from emulator.informer import Informer
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
-from node.kubelet import admission, eviction, ipam, node_status, sync
+from node.kubelet import admission, envvars, eviction, ipam, node_status, sync
 from node.kubelet.backoff import Backoff
 from node.kubelet.heartbeat import NodeHeartbeat
 from node.kubelet.housekeeping import PodVolumesAndEviction
+from node.kubelet.prober import ProbeManager
 from node.runtime.fake import FakeRuntime
-from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerStatus, PodSandbox,
-                                    Runtime)
+from node.runtime import make_runtime
+from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerStatus,
+                                    CreateContainerError, PodSandbox, Runtime, StartContainerError)
 from node.volumes.manager import MountConfigError, VolumeManager
 from node.volumes.plugins import NodeContext
 
@@ -121,6 +134,7 @@ class Kubelet(PodVolumesAndEviction):
         self.pressure = eviction.PressureState(profile.eviction_pressure_transition_period)
         self.capacity_bytes = memory_bytes(ephemeral_storage)
         self.next_housekeeping = 0.0
+        self.prober = ProbeManager(self.runtime, self.recorder, clock=clock, wall=wall, log=self.log)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -151,6 +165,7 @@ class Kubelet(PodVolumesAndEviction):
         now = self.clock()
         for uid in self.runtime.tick(now):
             self._mark_uid(uid)
+        self.dirty.update(self.prober.step(now))
         while self.wakeups and self.wakeups[0][0] <= now:
             _t, ns, name = heapq.heappop(self.wakeups)
             self.dirty.add((ns, name))
@@ -174,6 +189,9 @@ class Kubelet(PodVolumesAndEviction):
             due.append(rt)
         if self.wakeups:
             due.append(self.wakeups[0][0])
+        probe_due = self.prober.next_due(now)
+        if probe_due is not None:
+            due.append(probe_due)
         if self.dirty:
             due.append(now)
         return min(due)
@@ -220,6 +238,7 @@ class Kubelet(PodVolumesAndEviction):
         self.rejected.discard(uid)
         self.finished.discard(uid)
         self.backoff.forget(uid)
+        self.prober.remove_pod(uid)
 
     def _sync_dirty(self) -> None:
         # Oldest pods first, as the kubelet admits them (HandlePodAdditions sorts by creation time).
@@ -277,7 +296,8 @@ class Kubelet(PodVolumesAndEviction):
             return
         sandbox, containers = self._runtime_state(uid)
         wall = self.wall()
-        actions = sync.compute_pod_actions(pod, containers, sandbox, wall, self.backoff)
+        actions = sync.compute_pod_actions(pod, containers, sandbox, wall, self.backoff,
+                                           self.prober.restart_ids)
         if actions.create_sandbox:
             sandbox_id = self.runtime.run_pod_sandbox(
                 pod, ipam.allocate(self.cfg.pod_cidr, (s.ip for s in self.runtime.list_pod_sandboxes()
@@ -291,14 +311,17 @@ class Kubelet(PodVolumesAndEviction):
         if actions.wake_at is not None:
             heapq.heappush(self.wakeups, (self.clock() + max(0.0, actions.wake_at - wall), ns, name))
         sandbox, containers = self._runtime_state(uid)
+        self.prober.update_pod(pod, containers, sandbox)
         status = sync.compute_pod_status(pod, containers, sandbox, wall, waiting=actions.waiting,
-                                         host_ip=self.cfg.node_ip, runtime_name=self.runtime.name)
+                                         host_ip=self.cfg.node_ip, runtime_name=self.runtime.name,
+                                         probes=self.prober.status_for(uid, containers))
         self._post_status(pod, status)
         if status["phase"] in sync.TERMINAL:
             # A finished pod's containers never run again: stop its sandbox so the
             # pod IP goes back to the pool (the status keeps podIP, as in Kubernetes).
             self.admitted.pop(uid, None)
             self.finished.add(uid)
+            self.prober.remove_pod(uid)
             if sandbox is not None:
                 self.runtime.stop_pod_sandbox(sandbox.id)
             self.volumes.teardown(uid)   # a finished pod's volumes are unmounted
@@ -320,13 +343,34 @@ class Kubelet(PodVolumesAndEviction):
             for c in prev:   # keep only the last terminated instance (for lastState)
                 if c.attempt < attempt - 1:
                     self.runtime.remove_container(c.id)
+        try:   # makeEnvironmentVariables; $(VAR) in command/args
+            env, spec_c, warnings = envvars.container_env(
+                pod, spec_c, pod_ip=sandbox.ip, host_ip=self.cfg.node_ip, node_root=self.root_dir,
+                get_object=self._get_object, allocatable=self.cfg.resources())
+        except envvars.EnvError as e:
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {e}")
+            waiting[cname] = ("CreateContainerConfigError", str(e))
+            return
+        for w in warnings:
+            self.recorder.event(pod, "Warning", "InvalidEnvironmentVariableNames", w)
         image = spec_c.get("image", "")
-        if attempt == 0:
+        if attempt == 0 and getattr(self.runtime, "has_image", lambda _i: True)(image):
             self.recorder.event(pod, "Normal", "Pulled",
                                 f'Container image "{image}" already present on machine')
-        cid = self.runtime.create_container(sandbox.id, pod, spec_c, attempt, mounts)
+        try:
+            cid = self.runtime.create_container(sandbox.id, pod, spec_c, attempt, mounts, env=env)
+        except CreateContainerError as e:   # the runtime's reason (ErrImagePull, ImagePullBackOff, ...)
+            for etype, reason, msg in getattr(e, "events", None) or [("Warning", "Failed", f"Error: {e}")]:
+                self.recorder.event(pod, etype, reason, msg)
+            waiting[cname] = (getattr(e, "reason", None) or "CreateContainerError", str(e))
+            return
         self.recorder.event(pod, "Normal", "Created", f"Created container: {cname}")
-        self.runtime.start_container(cid)
+        try:
+            self.runtime.start_container(cid)
+        except StartContainerError as e:   # recorded exited (StartError): RunContainerError
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {e}")
+            waiting[cname] = ("RunContainerError", str(e))
+            return
         self.recorder.event(pod, "Normal", "Started", f"Started container {cname}")
         self.log.info("container_started", kind="Pod", namespace=pod["metadata"].get("namespace"),
                       name=pod["metadata"].get("name"), container=cname, attempt=attempt)
@@ -358,6 +402,7 @@ class Kubelet(PodVolumesAndEviction):
     def _terminate(self, pod: dict) -> None:
         md = pod["metadata"]
         uid = md.get("uid", "")
+        self.prober.remove_pod(uid)
         grace = md.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -397,9 +442,12 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
         cpu: str = "4", memory: str = "16Gi", pods: int = 110, log_path: str | None = None,
         lab: str | None = None, stop: Any = None, *, node_ip: str = "127.0.0.1",
         pod_cidr: str | None = None, node_index: int | None = None,
-        ephemeral_storage: str = "100Gi", shared_root: str | None = None) -> int:
+        ephemeral_storage: str = "100Gi", shared_root: str | None = None,
+        runtime: str = "fake") -> int:
     """The node process's entry: configure logging, connect, and run the kubelet and
-    kube-proxy in one loop on one client until stopped."""
+    kube-proxy in one loop on one client until stopped. ``runtime``: fake, process or
+    docker; in a lab (``lab`` set) real containers outlive this process (a restarted
+    kubelet adopts them) and die with the lab's supervisor, this process's parent."""
     from node.proxy.proxy import KubeProxy
     die_with_parent()
     klog.configure(COMPONENT, node=node_name, lab=lab, path=log_path)
@@ -410,8 +458,13 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
     kubelet = Kubelet(client, profile, node_name, root_dir=root_dir, zone=zone, cpu=cpu,
                       memory=memory, pods=pods, ephemeral_storage=ephemeral_storage,
                       node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index,
-                      shared_root=shared_root)
-    proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip)
+                      shared_root=shared_root,
+                      runtime=make_runtime(runtime, profile=profile, root_dir=root_dir, node_name=node_name,
+                                           lab=lab, state_path=os.path.join(root_dir, "var", "lib", "kemu",
+                                                                            "runtime.json"),
+                                           anchor_pid=os.getppid() if lab else os.getpid()))
+    proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip,
+                      forward=kubelet.runtime.name != "fake")   # real runtimes get real service traffic
     try:
         start_with_backoff(kubelet.start, stop, log, max_delay=min(1.0, profile.node_lease_renew_interval))
         while not stop:
@@ -419,5 +472,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
             proxy.step(0)   # handles what the kubelet's poll buffered; starts itself
     finally:
         log.info("kubelet_stopped")
+        kubelet.prober.close()
+        proxy.stop()
         client.close()
     return 0

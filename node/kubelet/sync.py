@@ -9,7 +9,9 @@ Contract (Kubernetes' ``computePodActions`` and ``generateAPIPodStatus``)
   Restart policy: Always restarts any exited container, OnFailure only a
   non-zero exit, Never none. A pod already Succeeded or Failed is never
   restarted. It reads the back-off but never changes it: the kubelet calls
-  ``backoff.next`` when it actually restarts a container.
+  ``backoff.next`` when it actually restarts a container. A container whose
+  id is in ``restart_ids`` (killed by a failed liveness or startup probe) is
+  restarted unless the policy is Never, whatever its exit code.
 * ``compute_pod_status(pod, containers, sandbox, now, ...)`` is the status the
   kubelet reports: phase (``get_phase``), conditions PodReadyToStartContainers,
   Initialized, Ready, ContainersReady, PodScheduled (``lastTransitionTime``
@@ -19,7 +21,11 @@ Contract (Kubernetes' ``computePodActions`` and ``generateAPIPodStatus``)
   A container the runtime has lists its ``volumeMounts`` (name, mountPath,
   readOnly; ``recursiveReadOnly: Disabled`` when read-only), as Kubernetes
   1.30+ does. ``waiting`` may also name a container that was never created
-  (``CreateContainerConfigError``). ``evicted`` (a message) makes the status
+  (``CreateContainerConfigError``). ``probes`` (container id -> (started,
+  ready), from the prober) overrides ``started`` and ``ready`` for containers
+  with a startup or readiness probe (ready None: the runtime's hint).
+  A terminated state carries the runtime's ``message`` when it has one
+  (StartError, OOMKilled). ``evicted`` (a message) makes the status
   the eviction manager's: phase Failed, reason Evicted, the message, and the
   condition DisruptionTarget (TerminationByKubelet).
 * ``containers`` are the runtime's ``ContainerStatus`` records of this pod
@@ -70,7 +76,8 @@ def should_restart(restart_policy: str, exit_code: int | None) -> bool:
 
 
 def compute_pod_actions(pod: dict, containers: list[ContainerStatus], sandbox: PodSandbox | None,
-                        now: float, backoff: Backoff) -> PodActions:
+                        now: float, backoff: Backoff,
+                        restart_ids: set[str] | frozenset[str] = frozenset()) -> PodActions:
     actions = PodActions()
     if (pod.get("status") or {}).get("phase") in TERMINAL:
         return actions
@@ -89,7 +96,8 @@ def compute_pod_actions(pod: dict, containers: list[ContainerStatus], sandbox: P
             actions.start.append((c, 0))
             continue
         latest = history[0]
-        if latest.state != EXITED or not should_restart(policy, latest.exit_code):
+        if latest.state != EXITED or not (should_restart(policy, latest.exit_code)
+                                          or (latest.id in restart_ids and policy != "Never")):
             continue
         key = (uid, name)
         finished = latest.finished_at if latest.finished_at is not None else now
@@ -144,15 +152,18 @@ def get_phase(pod: dict, statuses: list[dict], terminating_done: bool = False) -
 
 
 def _terminated(c: ContainerStatus, runtime_name: str) -> dict:
-    return {"terminated": {"exitCode": c.exit_code if c.exit_code is not None else 0,
-                           "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
-                           "startedAt": rfc3339(c.started_at or c.created_at),
-                           "finishedAt": rfc3339(c.finished_at or c.created_at),
-                           "containerID": f"{runtime_name}://{c.id}"}}
+    t = {"exitCode": c.exit_code if c.exit_code is not None else 0,
+         "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
+         "startedAt": rfc3339(c.started_at or c.created_at),
+         "finishedAt": rfc3339(c.finished_at or c.created_at),
+         "containerID": f"{runtime_name}://{c.id}"}
+    if getattr(c, "message", ""):   # the runtime's reason in words (StartError, OOMKilled)
+        t["message"] = c.message
+    return {"terminated": t}
 
 
 def container_status(spec_c: dict, history: list[ContainerStatus], waiting: tuple[str, str] | None,
-                     runtime_name: str) -> dict:
+                     runtime_name: str, probes: dict[str, tuple[bool, bool | None]] | None = None) -> dict:
     name, image = spec_c.get("name", ""), spec_c.get("image", "")
     if not history:
         state: dict = {"reason": "ContainerCreating"}
@@ -165,6 +176,11 @@ def container_status(spec_c: dict, history: list[ContainerStatus], waiting: tupl
            "containerID": f"{runtime_name}://{latest.id}", "restartCount": latest.attempt,
            "ready": latest.state == RUNNING and latest.ready,
            "started": latest.state == RUNNING and latest.started_at is not None}
+    probe = (probes or {}).get(latest.id)
+    if probe is not None:
+        out["started"] = out["started"] and probe[0]
+        out["ready"] = out["ready"] if probe[1] is None else latest.state == RUNNING and probe[1]
+        out["ready"] = out["ready"] and out["started"]
     last: dict = {}
     if len(history) > 1 and history[1].state == EXITED:
         last = _terminated(history[1], runtime_name)
@@ -216,13 +232,14 @@ def _condition(typ: str, ok: bool, now: float, previous: dict[str, dict],
 def compute_pod_status(pod: dict, containers: list[ContainerStatus], sandbox: PodSandbox | None,
                        now: float, *, waiting: dict[str, tuple[str, str]] | None = None,
                        host_ip: str = "", runtime_name: str = "fake",
-                       terminating_done: bool = False, evicted: str | None = None) -> dict:
+                       terminating_done: bool = False, evicted: str | None = None,
+                       probes: dict[str, tuple[bool, bool | None]] | None = None) -> dict:
     old = pod.get("status") or {}
     spec = pod.get("spec") or {}
     by_name = latest_by_name(containers)
     waiting = waiting or {}
     statuses = [container_status(c, by_name.get(c.get("name", ""), []), waiting.get(c.get("name", "")),
-                                 runtime_name) for c in spec.get("containers") or ()]
+                                 runtime_name, probes) for c in spec.get("containers") or ()]
     phase = old.get("phase") if old.get("phase") in TERMINAL else get_phase(pod, statuses, terminating_done)
     if evicted is not None:
         phase = "Failed"

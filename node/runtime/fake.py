@@ -26,6 +26,19 @@ Annotations (on the pod; ``kemu.io/<key>.<container>`` overrides
                                Stopped within the grace period: exit 0, Completed;
                                still running when the grace period ends: exit 137, Error.
 
+Probes (the kubelet asks ``simulate_probe(container_id, kind)`` instead of
+connecting, and runs ``exec`` probes through ``exec_sync``; times count from
+the start of each container, so every restart starts afresh):
+
+``kemu.io/liveness-fail-after``     liveness probes fail from this long after start (default: never).
+``kemu.io/readiness-fail-after``    readiness probes fail from this long after start (default: never).
+``kemu.io/readiness-recover-after`` readiness probes succeed again from this long after start
+                                    (alone: they fail until then).
+``kemu.io/startup-succeed-after``   startup probes fail until this long after start (default 0).
+``kemu.io/probe-exec-exit-code``    the exit code of every ``exec_sync`` command (default 0).
+``kemu.io/probe-exec-hang``         ``"true"``: ``exec_sync`` commands hang: ``TimeoutError``.
+Readiness probes also fail while ``ready-delay``/``never-ready`` keep the container unready.
+
 Default: a container runs until it is stopped. A pod whose
 ``metadata.ownerReferences`` include ``kind: Job`` and that has no
 ``run-duration`` completes with exit code 0 after ``profile.job_completion_delay``.
@@ -112,6 +125,12 @@ class Behaviour:
     cpu_millis: int = 0
     memory_bytes: int = 0
     termination_delay: float = 0.0
+    liveness_fail_after: float | None = None
+    readiness_fail_after: float | None = None
+    readiness_recover_after: float | None = None
+    startup_succeed_after: float = 0.0
+    probe_exec_exit_code: int = 0
+    probe_exec_hang: bool = False
 
 
 def behaviour_for(pod: dict, container: str, profile: Profile) -> Behaviour:
@@ -137,6 +156,12 @@ def behaviour_for(pod: dict, container: str, profile: Profile) -> Behaviour:
     b.cpu_millis = get("cpu-usage", cpu_millis, 0)
     b.memory_bytes = get("memory-usage", memory_bytes, 0)
     b.termination_delay = get("termination-delay", parse_duration, 0.0)
+    b.liveness_fail_after = get("liveness-fail-after", parse_duration, None)
+    b.readiness_fail_after = get("readiness-fail-after", parse_duration, None)
+    b.readiness_recover_after = get("readiness-recover-after", parse_duration, None)
+    b.startup_succeed_after = get("startup-succeed-after", parse_duration, 0.0)
+    b.probe_exec_exit_code = get("probe-exec-exit-code", int, 0)
+    b.probe_exec_hang = get("probe-exec-hang", truth, False)
     if b.run_duration is None and is_job_pod(pod) and not b.crash_on_start:
         b.run_duration = profile.job_completion_delay
     return b
@@ -217,7 +242,8 @@ class FakeRuntime:
 
     # -- containers ---------------------------------------------------------
     def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int,
-                         mounts: list[Mount] | None = None) -> str:
+                         mounts: list[Mount] | None = None, env: dict[str, str] | None = None) -> str:
+        # ``env`` (the kubelet's resolved environment) is accepted and ignored: nothing runs.
         sb = self.state.sandboxes[sandbox_id]
         name = container.get("name", "")
         image = container.get("image", "")
@@ -264,6 +290,37 @@ class FakeRuntime:
 
     def list_pod_sandboxes(self) -> list[PodSandbox]:
         return list(self.state.sandboxes.values())
+
+    # -- probes -------------------------------------------------------------
+    def simulate_probe(self, container_id: str, kind: str) -> bool:
+        """Whether a ``kind`` (liveness|readiness|startup) probe passes now, from the annotations."""
+        c = self.state.containers[container_id]
+        b = c.behaviour
+        if c.status.state != RUNNING or c.started is None:
+            return False
+        age = self.clock() - c.started
+        if kind == "liveness":
+            return b.liveness_fail_after is None or age < b.liveness_fail_after
+        if kind == "startup":
+            return age >= b.startup_succeed_after
+        if not c.status.ready:
+            return False
+        failing = b.readiness_fail_after is not None and age >= b.readiness_fail_after
+        if b.readiness_recover_after is not None and age >= b.readiness_recover_after:
+            failing = False
+        elif b.readiness_recover_after is not None and b.readiness_fail_after is None:
+            failing = True
+        return not failing
+
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
+        """Run ``cmd`` "in" the container: its exit code from ``kemu.io/probe-exec-exit-code``;
+        ``kemu.io/probe-exec-hang`` raises TimeoutError at once (no time passes)."""
+        c = self.state.containers[container_id]
+        if c.status.state != RUNNING:
+            raise RuntimeError(f"container {container_id} is {c.status.state}, not running")
+        if c.behaviour.probe_exec_hang:
+            raise TimeoutError(f"command {' '.join(cmd)!r} timed out after {timeout:g}s")
+        return c.behaviour.probe_exec_exit_code, b""
 
     def list_containers(self) -> list[ContainerStatus]:
         return [c.status for c in self.state.containers.values()]

@@ -8,8 +8,8 @@ flags). ``COMMANDS`` lists them in help order.
 from __future__ import annotations
 
 from emulator.cli.commands import apply, create, delete, describe, get, label, patch, proxy
-from emulator.cli.commands import crictl, rollout, scale
+from emulator.cli.commands import crictl, logs, rollout, scale, top
 
-COMMANDS = (get, describe, create, apply, delete, patch, label, proxy, crictl, scale, rollout)
+COMMANDS = (get, describe, create, apply, delete, patch, label, logs, top, proxy, crictl, scale, rollout)
 
 __all__ = ["COMMANDS"]
