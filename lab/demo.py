@@ -1,4 +1,5 @@
-"""``make demo`` / ``kemu demo``: the main job on the embedded default.
+"""``make demo`` / ``kemu demo``: the main job on the embedded default
+(``make demo RUNTIME=process``: the same story with real processes, ``lab.demo_process``).
 
 1. a 10-node lab with the ``fast`` profile;
 2. manifests applied, a Deployment behind a Service, and the Kubernetes
@@ -46,8 +47,13 @@ def kemu(*args: str) -> None:
         raise RuntimeError(f"kemu {' '.join(args)} failed with exit code {rc}")
 
 
-def main() -> int:
+def main(runtime: str = "fake") -> int:
     from lab.lab import Lab, LabError
+    if runtime not in ("fake", "process"):
+        print(f'demo: unsupported runtime "{runtime}"; use fake or process', file=sys.stderr)
+        return 2
+    if runtime != "fake":
+        return main_real(runtime)
     with tempfile.TemporaryDirectory(prefix="kemu-demo-") as home:
         os.environ["KEMU_HOME"] = home
         os.environ.pop("KEMU_SERVER", None)
@@ -179,5 +185,30 @@ def main() -> int:
     return 0
 
 
+def main_real(runtime: str) -> int:
+    """``make demo RUNTIME=process``: see ``lab.demo_process``."""
+    from lab import demo_process
+    from lab.lab import Lab, LabError
+    with tempfile.TemporaryDirectory(prefix="kemu-demo-") as home:
+        os.environ["KEMU_HOME"] = home
+        os.environ.pop("KEMU_SERVER", None)
+        say(f"1. a 5-node lab, fast profile, runtime {runtime}")
+        t0 = time.monotonic()
+        lab = Lab(5, name="demo", profile="fast", runtime=runtime)
+        try:
+            lab.up()
+            print(f"5 nodes Ready in {time.monotonic() - t0:.1f}s; lab directory {lab.layout.root}")
+            kemu("get", "nodes", "-o", "wide")
+            demo_process.run(lab, kemu, say)
+        except (LabError, RuntimeError, TimeoutError, OSError) as e:
+            print(f"demo failed: {e}", file=sys.stderr)
+            return 1
+        finally:
+            say("5. teardown")
+            lab.down()
+            print("lab down")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else "fake"))

@@ -55,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ps.add_argument("--nodes", type=_positive(int), default=100)
     ps.add_argument("--pods", type=_positive(int), default=1000)
     ps.add_argument("--rate", type=_positive(float), default=100.0, help="pods created per second")
+    ps.add_argument("--runtime", choices=["fake", "process"], default="fake",
+                    help="process: real processes, with the bare subprocess spawn cost beside them")
     ps.set_defaults(func=lambda args: __import__("lab.bench.pod_startup", fromlist=["main"]).main(args))
     sc = bsub.add_parser("scheduler", help="pods per second from creation to binding")
     sc.add_argument("--nodes", type=_positive(int), default=100)
@@ -74,3 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ep.add_argument("--pods", type=_positive(int), default=50)
     ep.add_argument("--rate", type=_positive(float), default=5.0, help="pods created per second")
     ep.set_defaults(func=lambda args: __import__("lab.bench.endpoints", fromlist=["main"]).main(args))
+    px = bsub.add_parser("proxy", help="kube-proxy forwarding: HTTP straight to a pod vs. through its ClusterIP")
+    px.add_argument("--seconds", type=_positive(float), default=8.0, help="total load time, split across rounds")
+    px.add_argument("--clients", type=_positive(int), default=4, help="concurrent clients (closed loop)")
+    px.add_argument("--body-bytes", type=_positive(int), default=1024, help="response body size")
+    px.set_defaults(func=lambda args: __import__("lab.bench.proxy", fromlist=["main"]).main(args))
