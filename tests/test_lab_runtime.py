@@ -138,7 +138,7 @@ def test_a_killed_node_takes_its_containers_with_it(kemu_home: Path) -> None:
     with Lab(1, name="kill", profile="fast", runtime="process", dns=False) as lab:
         lab.client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "s", "namespace": "default"},
                            "spec": {"containers": [{"name": "c", "image": "busybox",
-                                                    "command": ["sleep", "1000", marker]}]}})
+                                                    "command": ["sh", "-c", f"sleep 1000; : {marker}"]}]}})
         lab.wait_for(lambda: (lab.client.get("Pod", "s", "default").get("status") or {}).get("phase")
                      == "Running", 30, what="the pod Running")
 
