@@ -40,6 +40,34 @@ def step_until(component: object, predicate: Callable[[], object], what: str,
             raise AssertionError(f"timed out waiting for {what}")
 
 
+class FakeClock:
+    """A settable clock for in-process components: ``mono()`` and ``wall()`` (epoch + mono)."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def mono(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+
+def drive(kubelets: object, clock: FakeClock, until: Callable[[], object], *, advance: float = 0.05,
+          steps: int = 400, what: str = "condition", step_timeout: float = 0.005) -> object:
+    """Step one kubelet (or a list of them), then advance the fake clock, until ``until()``
+    returns something truthy (returned); fail naming ``what`` after ``steps`` turns."""
+    ks = kubelets if isinstance(kubelets, list) else [kubelets]
+    for _ in range(steps):
+        for k in ks:
+            k.step(step_timeout)
+        v = until()
+        if v:
+            return v
+        clock.t += advance
+    raise AssertionError(f"not reached after {steps} steps: {what}")
+
+
 class ThreadedServer:
     """An APIServer running its loop in a background thread."""
 

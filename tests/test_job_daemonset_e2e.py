@@ -13,19 +13,10 @@ from emulator.api.errors import APIError
 from emulator.client import Client
 from emulator.profiles import FAST
 from node.kubelet.kubelet import Kubelet
+from tests.conftest import FakeClock
 
 NS = "default"
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
 
 
 def test_daemonset_job_and_cascade_with_kubelets(mem_server: Any, tmp_path: Path) -> None:

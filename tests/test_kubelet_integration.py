@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -10,29 +10,10 @@ from emulator.api.errors import APIError
 from emulator.client import Client
 from emulator.profiles import FAST
 from node.kubelet.kubelet import Kubelet
+from tests.conftest import FakeClock, drive
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
 
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
-
-
-def drive(kubelets: list[Kubelet], clock: FakeClock, until: Callable[[], Any], *,
-          advance: float = 0.05, steps: int = 400, what: str = "condition") -> Any:
-    for _ in range(steps):
-        for k in kubelets:
-            k.step(0.005)
-        v = until()
-        if v:
-            return v
-        clock.t += advance
-    raise AssertionError(f"not reached after {steps} steps: {what}")
 
 
 @pytest.fixture

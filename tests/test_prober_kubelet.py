@@ -9,29 +9,15 @@ import pytest
 from emulator.client import Client
 from emulator.profiles import FAST
 from node.kubelet.kubelet import Kubelet
+from tests.conftest import FakeClock
+from tests.conftest import drive as shared_drive
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_700_000_000.0 + self.t
 
 
 def drive(k: Kubelet, clock: FakeClock, until: Callable[[], Any], *, advance: float = 0.1,
           steps: int = 600, what: str = "condition") -> Any:
-    for _ in range(steps):
-        k.step(0.002)
-        v = until()
-        if v:
-            return v
-        clock.t += advance
-    raise AssertionError(f"not reached after {steps} steps: {what}")
-
+    return shared_drive(k, clock, until, advance=advance, steps=steps, what=what, step_timeout=0.002)
 
 @pytest.fixture
 def env(mem_server: Any, tmp_path: Path):
