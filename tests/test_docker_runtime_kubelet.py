@@ -98,3 +98,22 @@ def test_busybox_httpd_pod_runs_is_adopted_and_leaves_nothing(env: Any, engine: 
             return not engine.api.containers(all=True, filters={"label": f"kemu.lab={lab}"})
     step_until(k2, gone, "pod deleted and its container removed", timeout=30)
     assert fetch(url) is None
+
+
+def test_missing_image_is_err_image_pull_then_image_pull_back_off(env: Any) -> None:
+    user, kubelet = env
+    k = kubelet()
+    pod = httpd_pod("ghost")
+    pod["spec"]["containers"][0]["image"] = "kemu/does-not-exist:1.0"
+    user.create(pod)
+
+    def waiting() -> str:
+        for cs in (user.get("Pod", "ghost", "default").get("status") or {}).get("containerStatuses") or []:
+            return ((cs.get("state") or {}).get("waiting") or {}).get("reason") or ""
+        return ""
+    step_until(k, lambda: waiting() == "ErrImagePull", "ErrImagePull", timeout=30)
+    step_until(k, lambda: waiting() == "ImagePullBackOff", "ImagePullBackOff", timeout=30)
+    reasons = {e["reason"] for e in user.list("Event", "default")["items"]
+               if e["involvedObject"].get("name") == "ghost"}
+    assert {"Failed", "BackOff"} & reasons, reasons
+    assert "Pulled" not in reasons   # never "already present on machine" for a missing image
