@@ -26,6 +26,7 @@ class Profile:
     proxy_min_sync_period: float = 1.0       # kube-proxy's --iptables-min-sync-period
     housekeeping_interval: float = 10.0      # the kubelet's housekeeping: eviction manager, disk usage
     eviction_hard_nodefs_available: str = "10%"   # --eviction-hard nodefs.available (a string: not scaled)
+    eviction_hard_memory_available: str = "100Mi"  # --eviction-hard memory.available (a string: not scaled)
     eviction_pressure_transition_period: float = 300.0   # a pressure condition stays this long
     volume_mount_backoff_initial: float = 0.5    # FailedMount retries back off from this ...
     volume_mount_backoff_max: float = 122.0      # ... up to this (Kubernetes' 2m2s)

@@ -17,6 +17,12 @@ Contract
   NodeHasDiskPressure / NodeHasNoDiskPressure); pods over an emptyDir
   ``sizeLimit`` or their ephemeral-storage limits are evicted; otherwise,
   while the threshold is met, one pod (ranked by ``eviction``) is evicted.
+* The same pass measures ``memory.available`` (``node.kubelet.pressure``:
+  allocatable memory minus the running containers' usage and any chaos
+  memory hog) against ``profile.eviction_hard_memory_available`` and sets
+  MemoryPressure (Node events NodeHasInsufficientMemory /
+  NodeHasSufficientMemory); while it is met, memory is reclaimed first: one
+  pod per pass, ranked by ``pressure.rank_for_memory_pressure``.
 * ``_housekeeping`` also writes the node's usage summary (``stats``) first,
   when its figures changed since the last write.
 * ``_evict(pod, message)``: Warning Event Evicted, the sandbox stopped at
@@ -31,7 +37,9 @@ from typing import TYPE_CHECKING
 from emulator.api import errors
 from emulator.api.errors import APIError
 from emulator.events import rfc3339
-from node.kubelet import eviction, stats, sync
+from emulator.api.quantity import memory_bytes
+from node.kubelet import eviction, pressure, stats, sync
+from node.runtime.interface import RUNNING
 from node.volumes.manager import dir_usage
 
 if TYPE_CHECKING:
@@ -93,15 +101,14 @@ class PodVolumesAndEviction:
         available = capacity - used
         threshold = eviction.threshold_bytes(self.profile.eviction_hard_nodefs_available, capacity)
         met = available < threshold
-        pressure = self.pressure.observe(now, met)
-        if pressure != self.cfg.disk_pressure:
-            self.cfg.disk_pressure = pressure
-            what = "NodeHasDiskPressure" if pressure else "NodeHasNoDiskPressure"
-            self.recorder.event(self.heartbeat.node_ref(), "Normal", what,
-                                f"Node {self.node_name} status is now: {what}")
-            self.log.info("disk_pressure_changed", kind="Node", name=self.node_name, pressure=pressure,
-                          used=used, capacity=capacity)
-            self.heartbeat.next_status = now   # report it on this turn's heartbeat
+        self._set_pressure("disk_pressure", self.pressure.observe(now, met), now, used=used, capacity=capacity)
+        containers = self.runtime.list_containers()
+        mem_capacity = memory_bytes(self.cfg.memory)
+        mem_available = pressure.memory_available(mem_capacity, containers, self.root_dir)
+        mem_threshold = eviction.threshold_bytes(self.profile.eviction_hard_memory_available, mem_capacity)
+        mem_met = mem_available < mem_threshold
+        self._set_pressure("memory_pressure", self.memory_pressure.observe(now, mem_met), now,
+                           available=mem_available, capacity=mem_capacity)
         pods = self._active_pods()
         usage: dict[str, int] = {}
         evicted = False
@@ -113,7 +120,20 @@ class PodVolumesAndEviction:
             if message is not None and eviction.evictable(pod):
                 self._evict(pod, message)
                 evicted = True
-        if evicted or not met:
+        if evicted or not (met or mem_met):
+            return
+        if mem_met:   # Kubernetes reclaims memory before disk
+            self.recorder.event(self.heartbeat.node_ref(), "Warning", "EvictionThresholdMet",
+                                f"Attempting to reclaim {pressure.RESOURCE}")
+            mem_usage = pressure.pod_memory_usage(containers)
+            ranked_mem = pressure.rank_for_memory_pressure([(p, mem_usage.get(p["metadata"].get("uid", ""), 0))
+                                                            for p in pods])
+            if ranked_mem:
+                victim = ranked_mem[0][0]
+                per_container = {c.name: int(c.memory_bytes or 0) for c in containers
+                                 if c.pod_uid == victim["metadata"].get("uid") and c.state == RUNNING}
+                self._evict(victim, pressure.memory_pressure_message(mem_threshold, mem_available,
+                                                                     victim, per_container))
             return
         self.recorder.event(self.heartbeat.node_ref(), "Warning", "EvictionThresholdMet",
                             f"Attempting to reclaim {eviction.RESOURCE}")
@@ -121,6 +141,19 @@ class PodVolumesAndEviction:
                                                   for p in pods])
         if ranked:
             self._evict(ranked[0][0], eviction.node_pressure_message(threshold, available))
+
+    _PRESSURE_EVENTS = {"disk_pressure": ("NodeHasDiskPressure", "NodeHasNoDiskPressure"),
+                        "memory_pressure": ("NodeHasInsufficientMemory", "NodeHasSufficientMemory")}
+
+    def _set_pressure(self: Kubelet, field: str, on: bool, now: float, **figures: int) -> None:
+        """Set ``cfg.<field>``; on a change, a Node event and a status report on this turn."""
+        if on == getattr(self.cfg, field):
+            return
+        setattr(self.cfg, field, on)
+        what = self._PRESSURE_EVENTS[field][0 if on else 1]
+        self.recorder.event(self.heartbeat.node_ref(), "Normal", what, f"Node {self.node_name} status is now: {what}")
+        self.log.info(f"{field}_changed", kind="Node", name=self.node_name, pressure=on, **figures)
+        self.heartbeat.next_status = now   # report it on this turn's heartbeat
 
     def _evict(self: Kubelet, pod: dict, message: str) -> None:
         """Kubernetes' evictPod: kill the pod at once, phase Failed, reason Evicted."""

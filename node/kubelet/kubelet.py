@@ -43,7 +43,9 @@ Contract
   under the node root) against ``ephemeral_storage`` and the profile's
   ``eviction_hard_nodefs_available`` sets DiskPressure and evicts one pod per
   pass, ranked as Kubernetes ranks them. Under DiskPressure new pods are
-  rejected (``The node had condition: [DiskPressure]. ``).
+  rejected (``The node had condition: [DiskPressure]. ``). The memory signal
+  (``node.kubelet.pressure``) sets MemoryPressure the same way; memory is
+  reclaimed first, and under MemoryPressure only BestEffort pods are rejected.
 * Probes (``node.kubelet.prober``): liveness, readiness and startup probes
   run off the loop in a small thread pool; readiness sets the container's
   ``ready`` (and so the pod's Ready condition), a failed startup or liveness
@@ -68,7 +70,7 @@ from emulator.events import EventRecorder
 from emulator.informer import Informer
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
-from node.kubelet import admission, envvars, eviction, ipam, node_status, sync
+from node.kubelet import admission, envvars, eviction, ipam, node_status, pressure, sync
 from node.kubelet.backoff import Backoff
 from node.kubelet.heartbeat import NodeHeartbeat
 from node.kubelet.housekeeping import PodVolumesAndEviction
@@ -132,6 +134,7 @@ class Kubelet(PodVolumesAndEviction):
             backoff_initial=profile.volume_mount_backoff_initial,
             backoff_max=profile.volume_mount_backoff_max)
         self.pressure = eviction.PressureState(profile.eviction_pressure_transition_period)
+        self.memory_pressure = eviction.PressureState(profile.eviction_pressure_transition_period)
         self.capacity_bytes = memory_bytes(ephemeral_storage)
         self.next_housekeeping = 0.0
         self.prober = ProbeManager(self.runtime, self.recorder, clock=clock, wall=wall, log=self.log)
@@ -285,9 +288,9 @@ class Kubelet(PodVolumesAndEviction):
             if sandbox is None:
                 others = [p for u, p in self.admitted.items() if u != uid]
                 verdict = admission.admit(pod, others, self.cfg.resources())
-                if verdict.admit and self.cfg.disk_pressure and eviction.evictable(pod):
-                    verdict = admission.Admission(False, eviction.REASON,
-                                                  "The node had condition: [DiskPressure]. ")
+                rejection = pressure.pressure_rejection(pod, self.cfg.disk_pressure, self.cfg.memory_pressure)
+                if verdict.admit and rejection is not None:
+                    verdict = admission.Admission(False, eviction.REASON, rejection)
                 if not verdict.admit:
                     self._reject(pod, verdict)
                     return

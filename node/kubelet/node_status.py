@@ -11,7 +11,8 @@ Contract (the kubelet's ``initialNode`` and ``setNodeStatus`` functions)
   (kemu reserves nothing) for cpu, memory, pods, ephemeral-storage;
   conditions MemoryPressure, DiskPressure, PIDPressure (False) and Ready
   (True) with Kubernetes' reasons and messages (DiskPressure True,
-  KubeletHasDiskPressure, while ``cfg.disk_pressure``); ``addresses`` InternalIP and
+  KubeletHasDiskPressure, while ``cfg.disk_pressure``; MemoryPressure True,
+  KubeletHasInsufficientMemory, while ``cfg.memory_pressure``); ``addresses`` InternalIP and
   Hostname; ``daemonEndpoints``; ``nodeInfo``. ``lastHeartbeatTime`` is
   ``now``; ``lastTransitionTime`` is kept from ``previous`` while a
   condition's status is unchanged.
@@ -37,6 +38,7 @@ HEALTHY_CONDITIONS = (
     ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
 )
 DISK_PRESSURE = ("True", "KubeletHasDiskPressure", "kubelet has disk pressure")
+MEMORY_PRESSURE = ("True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
 
 
 @dataclass
@@ -52,6 +54,7 @@ class NodeConfig:
     runtime_version: str = "fake://0.1"
     labels: dict[str, str] = field(default_factory=dict)
     disk_pressure: bool = False   # set by the eviction manager
+    memory_pressure: bool = False  # set by the eviction manager
 
     def resources(self) -> dict[str, str]:
         return {"cpu": str(self.cpu), "ephemeral-storage": str(self.ephemeral_storage),
@@ -80,6 +83,8 @@ def node_status(cfg: NodeConfig, now: float, previous: dict | None = None,
     for typ, status, reason, message in HEALTHY_CONDITIONS:
         if typ == "DiskPressure" and cfg.disk_pressure:
             status, reason, message = DISK_PRESSURE
+        if typ == "MemoryPressure" and cfg.memory_pressure:
+            status, reason, message = MEMORY_PRESSURE
         old = prev.get(typ)
         transition = old["lastTransitionTime"] if old and old.get("status") == status \
             and old.get("lastTransitionTime") else stamp
