@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from control.apiserver import main as apiserver_main
     from emulator.cli import kubectl
     from lab import cli_lab, images
+    from lab.chaos import cli as chaos_cli
     from lab.bench import cli as bench_cli
     parser = argparse.ArgumentParser(prog="kemu", description="kemu: a Kubernetes cluster emulator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver_main.add_parser(sub)
     bench_cli.add_parser(sub)
     cli_lab.add_parser(sub)
+    chaos_cli.add_parser(sub)
     images.add_parser(sub)
     demo = sub.add_parser("demo", help="the main job: a 10-node lab, a node failure, a timeline")
     demo.add_argument("--runtime", choices=["fake", "process"], default="fake",

@@ -17,7 +17,9 @@ processes are already dead. ``runtime`` (fake, process, docker) is every
 node's, ``runtime_for`` ({node: runtime}, or ``["node-3=process"]``)
 overrides it per node. Containers of the process runtime outlive a killed
 node process (its restarted kubelet adopts them) but not the lab: ``down()``
-and ``remove_node()`` kill every one left under the node roots.
+and ``remove_node()`` kill every one left under the node roots. ``lab.chaos``
+(``lab.chaos.Chaos``) injects and heals faults; ``down()`` heals every active one
+first and stops their healers.
 """
 from __future__ import annotations
 
@@ -172,6 +174,14 @@ class Lab:
 
     def running(self) -> bool:
         return _supervisor_alive(self.layout) is not None
+
+    @property
+    def chaos(self) -> Any:
+        """The lab's faults (``lab.chaos.Chaos``): inject, list, heal; see docs/chaos.md."""
+        if getattr(self, "_chaos", None) is None:
+            from lab.chaos import Chaos
+            self._chaos = Chaos(self)
+        return self._chaos
 
     # -- up -----------------------------------------------------------------
     def up(self) -> "Lab":
@@ -368,7 +378,11 @@ class Lab:
 
     # -- down ---------------------------------------------------------------
     def down(self, timeout: float = 20.0) -> None:
-        """Stop every process of the lab. Never fails because they are already dead."""
+        """Stop every process of the lab. Never fails because they are already dead.
+        Active chaos faults are healed first, and their healers stopped."""
+        if (self.layout.run / "chaos.json").exists():
+            for problem in self.chaos.heal_all_for_down():
+                print(f"warning: lab down: could not heal {problem}", file=sys.stderr)
         if self._client is not None:
             self._client.close()
             self._client = None
