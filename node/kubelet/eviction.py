@@ -101,10 +101,11 @@ def evictable(pod: dict) -> bool:
     return not (isinstance(prio, int) and prio >= CRITICAL_PRIORITY)
 
 
-def rank_for_disk_pressure(candidates: list[tuple[dict, int]]) -> list[tuple[dict, int]]:
+def rank_for_pressure(candidates: list[tuple[dict, int]], resource: str) -> list[tuple[dict, int]]:
+    """Kubernetes' ranking for one starved resource (rankDiskPressureFunc, rankMemoryPressure)."""
     def key(item: tuple[dict, int]) -> tuple:
         pod, usage = item
-        request = pod_requests(pod).get(RESOURCE, 0)
+        request = pod_requests(pod).get(resource, 0)
         prio = (pod.get("spec") or {}).get("priority")
         return (0 if usage > request else 1,
                 prio if isinstance(prio, int) else 0,
@@ -112,6 +113,10 @@ def rank_for_disk_pressure(candidates: list[tuple[dict, int]]) -> list[tuple[dic
                 _QOS_ORDER.get(pod_qos_class(pod), 1),
                 (pod.get("metadata") or {}).get("creationTimestamp") or "")
     return sorted((c for c in candidates if evictable(c[0])), key=key)
+
+
+def rank_for_disk_pressure(candidates: list[tuple[dict, int]]) -> list[tuple[dict, int]]:
+    return rank_for_pressure(candidates, RESOURCE)
 
 
 def node_pressure_message(threshold: int, available: int) -> str:

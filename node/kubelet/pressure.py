@@ -46,7 +46,6 @@ RESOURCE = "memory"
 HOG_DIR = os.path.join("var", "lib", "kemu")
 HOG_PREFIX = "chaos-memory-"
 TAINT_MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
-_QOS_ORDER = {"BestEffort": 0, "Burstable": 1, "Guaranteed": 2}
 
 
 # -- the emulated memory hogs ----------------------------------------------------
@@ -99,16 +98,7 @@ def memory_available(allocatable: int, containers: Iterable[ContainerStatus], ro
 
 # -- ranking and messages ------------------------------------------------------
 def rank_for_memory_pressure(candidates: list[tuple[dict, int]]) -> list[tuple[dict, int]]:
-    def key(item: tuple[dict, int]) -> tuple:
-        pod, usage = item
-        request = pod_requests(pod).get(RESOURCE, 0)
-        prio = (pod.get("spec") or {}).get("priority")
-        return (0 if usage > request else 1,
-                prio if isinstance(prio, int) else 0,
-                -(usage - request),
-                _QOS_ORDER.get(pod_qos_class(pod), 1),
-                (pod.get("metadata") or {}).get("creationTimestamp") or "")
-    return sorted((c for c in candidates if eviction.evictable(c[0])), key=key)
+    return eviction.rank_for_pressure(candidates, RESOURCE)
 
 
 def memory_pressure_message(threshold: int, available: int, pod: dict | None = None,
