@@ -26,8 +26,8 @@ def test_top_nodes_and_pods(kemu, api, tmp_path: Path) -> None:  # noqa: F811
     root = lab / "nodes" / "node-1"
     write_summary(str(root), summary("node-1", [
         container("web", "app", 250, 64 << 20), container("web", "sidecar", 50, 16 << 20),
-        container("db", "pg", 1000, 1 << 30, ns="data"), container("done", "x", 999, 999, state="exited")],
-        "2026-01-01T00:00:00Z"))
+        container("db", "pg", 1000, 1 << 30, ns="data"), container("done", "x", 999, 999, state="exited")]),
+        "2026-01-01T00:00:00Z")
     (lab / "nodes" / "node-2").mkdir(parents=True)
     r = kemu("top", "nodes", "--lab-dir", str(lab))
     assert r.rc == 0, r

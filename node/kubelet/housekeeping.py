@@ -88,11 +88,10 @@ class PodVolumesAndEviction:
         return out
 
     def _housekeeping(self: Kubelet, now: float) -> None:
-        figures = stats.summary(self.node_name, self.runtime.list_containers(), "")
+        figures = stats.summary(self.node_name, self.runtime.list_containers())
         if figures != getattr(self, "_last_summary", None):   # the Summary API's figures, for kemu top
             try:
-                stats.write_summary(self.root_dir, stats.summary(
-                    self.node_name, self.runtime.list_containers(), rfc3339(self.wall())))
+                stats.write_summary(self.root_dir, figures, rfc3339(self.wall()))
                 self._last_summary = figures
             except OSError as e:
                 self.log.warning("stats_summary_failed", error=str(e))

@@ -1,12 +1,13 @@
 """The kubelet's resource usage summary, as the Summary API (``/stats/summary``) gives it.
 
-Contract: ``summary(node_name, containers, now_wall)`` builds a dict in the
-shape of Kubernetes' ``statsapi.Summary`` (trimmed to what ``kubectl top``
-needs): ``node`` with ``cpu.usageNanoCores`` and ``memory.workingSetBytes``
+Contract: ``summary(node_name, containers)`` builds a dict in the shape of
+Kubernetes' ``statsapi.Summary`` (trimmed to what ``kubectl top`` needs, with
+one ``time`` for the whole summary instead of one per figure, so that two
+summaries compare equal when their figures are): ``node`` with ``cpu.usageNanoCores`` and ``memory.workingSetBytes``
 (the sum over the node's running containers), and one entry per pod with its
 containers' usage, from the runtime's ``ContainerStatus.cpu_millis`` /
 ``memory_bytes`` (the fake runtime reports what its annotations say; real
-runtimes measure). ``write_summary(root_dir, s)`` replaces
+runtimes measure). ``write_summary(root_dir, s, ts)`` replaces
 ``<root>/var/lib/kemu/stats-summary.json`` atomically: metrics-server would
 scrape the kubelet; ``kemu top`` reads the file instead, so a node's last
 figures can be read without the apiserver. The housekeeping pass writes it.
@@ -24,12 +25,12 @@ __all__ = ["SUMMARY_FILE", "summary", "write_summary"]
 SUMMARY_FILE = os.path.join("var", "lib", "kemu", "stats-summary.json")
 
 
-def _usage(cpu_millis: int, memory: int, ts: str) -> dict[str, Any]:
-    return {"cpu": {"time": ts, "usageNanoCores": int(cpu_millis) * 1_000_000},
-            "memory": {"time": ts, "workingSetBytes": int(memory)}}
+def _usage(cpu_millis: int, memory: int) -> dict[str, Any]:
+    return {"cpu": {"usageNanoCores": int(cpu_millis) * 1_000_000},
+            "memory": {"workingSetBytes": int(memory)}}
 
 
-def summary(node_name: str, containers: Iterable[ContainerStatus], ts: str) -> dict[str, Any]:
+def summary(node_name: str, containers: Iterable[ContainerStatus]) -> dict[str, Any]:
     pods: dict[str, dict[str, Any]] = {}
     node_cpu = node_mem = 0
     for c in containers:
@@ -38,7 +39,7 @@ def summary(node_name: str, containers: Iterable[ContainerStatus], ts: str) -> d
         entry = pods.setdefault(c.pod_uid, {"podRef": {"name": c.pod_name, "namespace": c.namespace,
                                                        "uid": c.pod_uid},
                                             "containers": [], "_cpu": 0, "_mem": 0})
-        entry["containers"].append({"name": c.name, **_usage(c.cpu_millis, c.memory_bytes, ts)})
+        entry["containers"].append({"name": c.name, **_usage(c.cpu_millis, c.memory_bytes)})
         entry["_cpu"] += c.cpu_millis
         entry["_mem"] += c.memory_bytes
         node_cpu += c.cpu_millis
@@ -46,14 +47,14 @@ def summary(node_name: str, containers: Iterable[ContainerStatus], ts: str) -> d
     out_pods = []
     for entry in pods.values():
         cpu, mem = entry.pop("_cpu"), entry.pop("_mem")
-        out_pods.append({**entry, **_usage(cpu, mem, ts)})
-    return {"node": {"nodeName": node_name, **_usage(node_cpu, node_mem, ts)}, "pods": out_pods}
+        out_pods.append({**entry, **_usage(cpu, mem)})
+    return {"node": {"nodeName": node_name, **_usage(node_cpu, node_mem)}, "pods": out_pods}
 
 
-def write_summary(root_dir: str, s: dict[str, Any]) -> None:
+def write_summary(root_dir: str, s: dict[str, Any], ts: str) -> None:
     path = os.path.join(root_dir, SUMMARY_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(s, f)
+        json.dump({**s, "time": ts}, f)
     os.replace(tmp, path)
