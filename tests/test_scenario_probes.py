@@ -102,7 +102,7 @@ def test_cmd_probe() -> None:
     assert check(probe(type="cmd", command=[py, "-c", "import sys; sys.exit(3)"], expectExit=3), ctx)[0]
     ok, detail = check(probe(type="cmd", command=[py, "-c", "print('x')"], expectOutput="y"), ctx)
     assert not ok and "does not match /y/" in detail
-    ok, detail = check(probe(type="cmd", command=[py, "-c", "import time; time.sleep(30)"], timeout="300ms"),
+    ok, detail = check(probe(type="cmd", command=[py, "-c", "import threading; threading.Event().wait()"], timeout="300ms"),
                        ctx)
     assert not ok and "timed out after 0.3s" in detail
     ok, detail = check(probe(type="cmd", command=["/nonexistent/cmd"]), ctx)
