@@ -418,6 +418,16 @@ class Client:
         return self._call("create", {"object": binding, "namespace": namespace, "name": name,
                                      "subresource": "binding"})
 
+    def evict(self, name: str, namespace: str, grace_period_seconds: int | None = None) -> dict:
+        """The pods/eviction subresource, as kubectl drain uses it: deletes the pod
+        unless its PodDisruptionBudget forbids it (``APIError`` TooManyRequests, 429)."""
+        eviction: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                    "metadata": {"name": name, "namespace": namespace}}
+        if grace_period_seconds is not None:
+            eviction["deleteOptions"] = {"gracePeriodSeconds": grace_period_seconds}
+        return self._call("create", {"object": eviction, "namespace": namespace, "name": name,
+                                     "subresource": "eviction"})
+
     def watch(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None, resource_version: str | None = None,
               bookmarks: bool = False) -> Watch:

@@ -1,4 +1,4 @@
-"""The REST semantics of every kind: create, get, list, update, patch, delete, binding.
+"""The REST semantics of every kind: create, get, list, update, patch, delete, binding, eviction.
 
 Contract
 --------
@@ -266,7 +266,8 @@ class Resources:
             md = new["metadata"]
         elif subresource not in (None, ""):
             raise APIError(errors.NOT_FOUND, f'{rt.resource} has no subresource "{subresource}"; '
-                                             'supported: "status" (update), "scale" (patch), "binding" (pods, create)')
+                                             'supported: "status" (update), "scale" (patch), "binding" and '
+                                             '"eviction" (pods, create)')
         else:
             strategy.prepare_for_update(rt, new, old)
             hook = self.hooks.get(rt.kind)
@@ -326,6 +327,13 @@ class Resources:
         new["status"] = status
         ns = old["metadata"]["namespace"]
         return self.store.put(rt.kind, ns, name, new).obj
+
+    # -- eviction -----------------------------------------------------------
+    def evict(self, name: str, eviction: Any, namespace: str | None = None) -> dict:
+        """The pods/eviction subresource: delete a pod unless its PodDisruptionBudget
+        forbids it (``control.apiserver.eviction``)."""
+        from control.apiserver.eviction import evict
+        return evict(self, name, eviction, namespace)
 
     # -- delete -------------------------------------------------------------
     def delete(self, kind: str, name: str, namespace: str | None = None,

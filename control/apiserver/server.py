@@ -374,8 +374,11 @@ class APIServer:
         sub = protocol.field(msg, "subresource", str)
         if sub == "binding":
             return self.resources.bind(protocol.field(msg, "name", str, required=True), obj, namespace)
+        if sub == "eviction":
+            return self.resources.evict(protocol.field(msg, "name", str, required=True), obj, namespace)
         if sub:
-            raise APIError(errors.NOT_FOUND, f'no subresource "{sub}" accepts create; supported: "binding"')
+            raise APIError(errors.NOT_FOUND, f'no subresource "{sub}" accepts create; supported: '
+                                             '"binding", "eviction"')
         return self.resources.create(obj, namespace)
 
     def _op_update(self, peer: bytes, msg: dict) -> dict:

@@ -39,6 +39,8 @@ _CREATE_STATUS: dict[str, dict] = {
     "Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"},
     "Service": {"loadBalancer": {}}, "Deployment": {}, "ReplicaSet": {}, "DaemonSet": {},
     "Job": {}, "StatefulSet": {}, "PersistentVolume": {"phase": "Pending"}, "PersistentVolumeClaim": {"phase": "Pending"},
+    "PodDisruptionBudget": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                            "expectedPods": 0},
 }
 # Kind-specific create preparation; runs once metadata.uid is set.
 _PREPARE_FOR_CREATE: dict[str, Callable[[dict], None]] = {

@@ -114,6 +114,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "pv-protection": lambda ctx: __import__("control.controllers.volumeprotection",
                                             fromlist=["_"]).PVProtectionController(ctx),
     "statefulset": lambda ctx: __import__("control.controllers.statefulset", fromlist=["_"]).StatefulSetController(ctx),
+    "disruption": lambda ctx: __import__("control.controllers.disruption", fromlist=["_"]).DisruptionController(ctx),
 }
 
 

@@ -278,6 +278,7 @@ def describe(obj: dict, rt: Any, events: list[dict] | None, extra: dict | None =
     """The description of ``obj`` (of ResourceType ``rt``)."""
     import emulator.cli.describers_core  # noqa: F401  (registers Pod and Node)
     import emulator.cli.describers_storage  # noqa: F401  (registers PersistentVolume(Claim))
+    import emulator.cli.printers_policy  # noqa: F401  (registers PodDisruptionBudget)
     fn = _DESCRIBERS.get(rt.kind, describe_generic)
     return fn(obj, events, extra or {})
 

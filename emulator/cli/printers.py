@@ -104,6 +104,7 @@ def _load_builtins() -> None:
         import emulator.cli.printers_apps  # noqa: F401  (each registers on import)
         import emulator.cli.printers_core  # noqa: F401
         import emulator.cli.printers_network  # noqa: F401
+        import emulator.cli.printers_policy  # noqa: F401
         import emulator.cli.printers_storage  # noqa: F401
 
 

@@ -15,10 +15,14 @@ Contract
 * ``node-taint`` (``taint=key=value:Effect`` or ``key:Effect``, Effect one of
   NoSchedule, PreferNoSchedule, NoExecute): adds the taint to each target node
   (where it was not already); heal removes what was added.
-* ``node-drain`` (``grace`` optional): cordons each target node
+* ``node-drain`` (``grace``, ``timeout`` optional): cordons each target node
   (``spec.unschedulable=true``) and evicts every pod on it that no DaemonSet owns
-  by deleting it. There is no PodDisruptionBudget kind in kemu yet, so no budget is
-  honoured. Heal: uncordon the nodes this fault cordoned.
+  through the ``pods/eviction`` subresource, as ``kubectl drain`` does, so
+  PodDisruptionBudgets are honoured: an eviction refused with TooManyRequests
+  (429) is retried about every second until it is allowed or ``timeout``
+  (default 60s) passes. Pods still blocked then are left running, listed in the
+  fault's state (``blocked``: "ns/name" -> the refusal) and logged
+  (``drain_blocked``), not deleted. Heal: uncordon the nodes this fault cordoned.
 """
 from __future__ import annotations
 
@@ -277,18 +281,44 @@ def _daemonset_pod(pod: dict) -> bool:
     return any(r.get("kind") == "DaemonSet" for r in pod["metadata"].get("ownerReferences") or [])
 
 
+DRAIN_TIMEOUT = 60.0
+DRAIN_RETRY_INTERVAL = 1.0   # kubectl drain retries a refused eviction every 5 s; the lab is faster
+
+
+def _drain_timeout(params: dict[str, str]) -> float:
+    from lab.chaos.model import parse_duration
+    t = params.get("timeout")
+    if t in (None, ""):
+        return DRAIN_TIMEOUT
+    try:
+        return parse_duration(float(t) if str(t).replace(".", "", 1).isdigit() else t,
+                              "--param timeout")
+    except ValueError as e:
+        raise ValueError(f"{e}, e.g. timeout=60s") from None
+
+
+def _refusal(e: Any) -> str:
+    """An eviction's 429 message with its DisruptionBudget cause, as kubectl drain shows it."""
+    detail = "; ".join(c.get("message", "") for c in e.causes if c.get("reason") == "DisruptionBudget")
+    return f"{e.message} {detail}".strip()
+
+
 class NodeDrain:
     name = "node-drain"
-    help = "cordon nodes and evict their pods (DaemonSet pods stay); heal: uncordon"
-    params = {"grace": "deletion grace period in seconds (default: the pod's)"}
+    help = ("cordon nodes and evict their pods through the eviction API, honouring "
+            "PodDisruptionBudgets (DaemonSet pods stay); heal: uncordon")
+    params = {"grace": "deletion grace period in seconds (default: the pod's)",
+              "timeout": "how long to retry evictions a PodDisruptionBudget refuses (default 60s)"}
     target_mode = "nodes"
 
     def check(self, params: dict[str, str]) -> None:
         _grace(params)
+        _drain_timeout(params)
 
     def inject(self, lab: Any, fault: Any) -> dict:
-        from emulator.api.errors import NOT_FOUND, APIError
+        from emulator.api.errors import NOT_FOUND, TOO_MANY_REQUESTS, APIError
         grace = _grace(fault.params)
+        timeout = _drain_timeout(fault.params)
 
         def cordon(node: dict) -> bool:
             if (node.get("spec") or {}).get("unschedulable"):
@@ -296,20 +326,42 @@ class NodeDrain:
             node.setdefault("spec", {})["unschedulable"] = True
             return True
         cordoned = [n for n in fault.targets if _update_node(lab, n, cordon)]
-        evicted = []
+        pending: list[tuple[str, str]] = []
         for n in fault.targets:
-            pods = lab.client.list_all("Pod", field_selector=f"spec.nodeName={n}")["items"]
-            for p in pods:
+            for p in lab.client.list_all("Pod", field_selector=f"spec.nodeName={n}")["items"]:
                 md = p["metadata"]
-                if _daemonset_pod(p) or md.get("deletionTimestamp"):
-                    continue
+                if not _daemonset_pod(p) and not md.get("deletionTimestamp"):
+                    pending.append((md["namespace"], md["name"]))
+        evicted: list[str] = []
+        blocked: dict[str, str] = {}
+
+        def evict_pending() -> bool:
+            for ns, name in list(pending):
+                key = f"{ns}/{name}"
                 try:
-                    lab.client.delete("Pod", md["name"], md["namespace"], grace_period_seconds=grace)
-                    evicted.append(f"{md['namespace']}/{md['name']}")
+                    lab.client.evict(name, ns, grace_period_seconds=grace)
+                    evicted.append(key)
                 except APIError as e:
+                    if e.code == TOO_MANY_REQUESTS:
+                        blocked[key] = _refusal(e)
+                        continue
                     if e.code != NOT_FOUND:
                         raise
-        return {"cordoned": cordoned, "evicted": evicted}
+                pending.remove((ns, name))
+                blocked.pop(key, None)
+            return not pending
+        if not evict_pending():
+            try:
+                lab.wait_for(evict_pending, timeout, interval=DRAIN_RETRY_INTERVAL,
+                             what="the evictions PodDisruptionBudgets refuse")
+            except TimeoutError:
+                pass
+        still = {k: v for k, v in blocked.items() if tuple(k.split("/", 1)) in pending}
+        if still:
+            from lab.chaos.record import log_event
+            log_event(lab.layout, lab.name, "drain_blocked", fault, level="warning",
+                      timeout=timeout, pods=still)
+        return {"cordoned": cordoned, "evicted": evicted, "blocked": still}
 
     def heal(self, lab: Any, fault: Any) -> None:
         from emulator.api.errors import NOT_FOUND, APIError

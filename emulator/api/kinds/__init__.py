@@ -7,4 +7,4 @@ To add a kind: write a module here that builds a ``ResourceType`` and calls
 from emulator.api.kinds import (config, coordination, event, namespace,  # noqa: F401
                                 node, pod)
 from emulator.api.kinds import apps, batch, discovery, service, storage  # noqa: F401
-from emulator.api.kinds import statefulset  # noqa: F401
+from emulator.api.kinds import policy, statefulset  # noqa: F401
