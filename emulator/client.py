@@ -19,6 +19,14 @@ Contract
   resourceVersion it delivered. A resume the server can no longer serve ends
   the watch with an ERROR event whose ``object.reason`` is ``Expired``; the
   informer then relists.
+* Lost, repeated and reordered frames (chaos on the bus, ``emulator.netem``):
+  each watch event carries ``seq``, its number in its watch. A repeat is
+  dropped; a gap (a lost or overtaken event) stops delivery and, on the next
+  ``poll``, resumes the watch from the last resourceVersion delivered (a watch
+  still in its initial listing, before the ``k8s.io/initial-events-end``
+  bookmark, starts over). While the connection says it is ``lossy``, requests
+  waiting for a reply are retransmitted with the same id every ``RTO``
+  (doubling), as TCP would; the apiserver answers a repeat from its cache.
 """
 from __future__ import annotations
 
@@ -31,9 +39,13 @@ from typing import Any, Iterable, Iterator
 
 import msgpack
 
-from emulator import protocol, transport
+from emulator import netem, protocol, transport
 from emulator.api import errors
 from emulator.api.errors import APIError
+
+
+RTO = 0.2               # first retransmission timeout on a lossy link (TCP's minimum)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def _unpack(frame: bytes) -> object:
@@ -55,17 +67,26 @@ class Watch:
         self.events: deque[dict] = deque()
         self.wid: int | None = None
         self.resource_version: str | None = args.get("resourceVersion") or None
+        self.initial = self.resource_version is None   # listing the current objects first
         self.closed = False
         self.last_heard = time.monotonic()
+        self.seq = 0          # the last event number delivered, in the current server-side watch
+        self.gap = False      # an event was lost: resume on the next poll
 
     def _receive(self, msg: dict) -> None:
         self.last_heard = time.monotonic()
         obj = msg.get("object") or {}
-        rv = (obj.get("metadata") or {}).get("resourceVersion") if isinstance(obj, dict) else None
-        if rv:
+        md = (obj.get("metadata") or {}) if isinstance(obj, dict) else {}
+        rv = md.get("resourceVersion")
+        if msg.get("type") == "BOOKMARK":
+            if self.initial and (md.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                self.initial = False
+            if rv and not self.initial:
+                self.resource_version = rv
+            if not self.show_bookmarks:
+                return
+        elif rv and not self.initial:
             self.resource_version = rv
-        if msg.get("type") == "BOOKMARK" and not self.show_bookmarks:
-            return
         self.events.append({"type": msg.get("type"), "object": obj})
 
     def _fail(self, err: APIError) -> None:
@@ -131,8 +152,10 @@ class Client:
         self._watches: dict[int | None, Watch] = {}
         self._all_watches: list[Watch] = []
         self._said_hello = False
-        self._conn = transport.connect(server)
+        self._conn = netem.wrap(transport.connect(server), node or component)
+        self._unacked: dict[int, bytes] = {}   # frames to retransmit while the link is lossy
         self.reconnects = 0
+        self.retransmits = 0
 
     # -- plumbing -----------------------------------------------------------
     def close(self) -> None:
@@ -157,7 +180,15 @@ class Client:
             return
         if "watch" in msg and "type" in msg:
             w = self._watches.get(msg["watch"])
-            if w is not None:
+            if w is not None and not w.gap:
+                seq = msg.get("seq")
+                if seq.__class__ is int:
+                    if seq <= w.seq:
+                        return   # a repeat
+                    if seq != w.seq + 1:
+                        w.gap = True   # lost or overtaken: resume from what was delivered
+                        return
+                    w.seq = seq
                 w._receive(msg)
             return
         rid = msg.get("id")
@@ -172,6 +203,8 @@ class Client:
         while frame is not None:
             self._dispatch(frame)
             frame = self._conn.recv(0)
+        for w in [w for w in self._watches.values() if w.gap]:
+            self._resume(w)
         self._check_watch_liveness()
 
     def _check_watch_liveness(self) -> None:
@@ -191,21 +224,43 @@ class Client:
                 self._resume(w)   # the server dropped it (slow peer): resume
 
     def _wait_reply(self, rid: int, timeout: float) -> dict | None:
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        rto = RTO
+        resend_at = now + rto
         while rid not in self._replies:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
+                self._unacked.pop(rid, None)
                 return None
+            frame = self._unacked.get(rid)
+            if frame is not None:
+                if now >= resend_at:
+                    self._retransmit(frame)
+                    rto = min(2 * rto, 2.0)
+                    resend_at = now + rto
+                remaining = min(remaining, max(0.0, resend_at - now))
             frame = self._conn.recv(remaining)
             if frame is not None:
                 self._dispatch(frame)
+        self._unacked.pop(rid, None)
         return self._replies.pop(rid)
+
+    def _retransmit(self, frame: bytes) -> None:
+        try:
+            self._conn.send(frame)
+            self.retransmits += 1
+        except ConnectionError:
+            pass   # the wait's deadline decides
 
     def _send_frame(self, rid: int, op: str, args: dict[str, Any]) -> None:
         frame = protocol.encode({"id": rid, "op": op, **args})
         if len(frame) > self.max_frame_bytes:
             raise APIError(errors.TOO_LARGE, f"request of {len(frame)} bytes exceeds the maximum "
                                              f"frame size of {self.max_frame_bytes} bytes")
+        if getattr(self._conn, "lossy", False):
+            self._unacked[rid] = frame
         self._conn.send(frame)
 
     def _reconnect(self, attempt: int) -> None:
@@ -238,11 +293,21 @@ class Client:
 
     def _resume(self, w: Watch) -> None:
         self._watches.pop(w.wid, None)
+        if w.gap and w.wid is not None:
+            try:   # the server still sends to the old watch: stop it (best effort)
+                self.post("unwatch", watch=w.wid)
+            except APIError:
+                pass
+        w.gap = False
         args = dict(w.args)
-        args["resourceVersion"] = w.resource_version or ""
+        args["resourceVersion"] = "" if w.initial else (w.resource_version or "")
         try:
             self._start_watch(w, args)
         except APIError as e:
+            if e.code == errors.UNAVAILABLE and not w.closed:
+                w.gap = True   # still unreachable (a partition): try again on a later poll
+                self._watches[w.wid] = w
+                return
             w._fail(e)
 
     def _start_watch(self, w: Watch, args: dict[str, Any]) -> None:
@@ -250,6 +315,7 @@ class Client:
 
     def _adopt_watch(self, w: Watch, res: dict[str, Any]) -> None:
         w.wid = res["watch"]
+        w.seq = 0
         w.last_heard = time.monotonic()
         if not w.resource_version:
             w.resource_version = res.get("resourceVersion")
@@ -285,6 +351,7 @@ class Client:
         finally:
             self._outstanding.discard(rid)
             self._replies.pop(rid, None)
+            self._unacked.pop(rid, None)
         what = ("cannot connect to" if isinstance(last, ConnectionError) else "no reply from")
         raise APIError(errors.UNAVAILABLE, f"{what} the apiserver at {self.server} after "
                        f"{retries + 1} attempt(s): is it running? (check --server or KEMU_SERVER)")
@@ -327,6 +394,7 @@ class Client:
             reply = self._wait_reply(rid, self.timeout if timeout is None else timeout)
         finally:
             self._outstanding.discard(rid)
+            self._unacked.pop(rid, None)
         if reply is None:
             raise APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.server} "
                                                f"within {self.timeout:g}s")

@@ -12,8 +12,12 @@ Every frame is one msgpack map. Three shapes cross the wire:
   ``{"id": ..., "ok": False, "error": {"code", "message", "causes"}}``. The id
   echoes the request's; it is ``None`` only when the request could not be
   decoded far enough to read one.
-* watch event (server to client, unsolicited): ``{"watch": int, "type":
-  "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}``.
+* watch event (server to client, unsolicited): ``{"watch": int, "seq": int,
+  "type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}``;
+  ``seq`` numbers one watch's events from 1, so a client sees a lost, repeated
+  or overtaken event. A watch without a resourceVersion lists the current
+  objects as ADDED, then (with bookmarks allowed) sends a BOOKMARK annotated
+  ``k8s.io/initial-events-end: "true"``, as Kubernetes' watch-list does.
 
 A frame larger than the agreed maximum is refused with ``TooLarge`` without
 being decoded. Decoding never raises anything but ``APIError(BAD_REQUEST)``.
@@ -94,7 +98,8 @@ def error_reply(rid: Any, err: APIError) -> bytes:
 
 # Watch events are packed by splicing: the object is packed once per event and
 # the small per-watcher header is packed per recipient.
-_EVENT_HEAD = b"\x83" + encode("watch")
+_EVENT_HEAD = b"\x84" + encode("watch")
+_SEQ_KEY = encode("seq")
 _TYPE_KEY = encode("type")
 _OBJECT_KEY = encode("object")
 
@@ -104,5 +109,6 @@ def pack_event_body(event_type: str, obj_bytes: bytes) -> bytes:
     return _TYPE_KEY + encode(event_type) + _OBJECT_KEY + obj_bytes
 
 
-def pack_event(watch_id: int, body: bytes) -> bytes:
-    return _EVENT_HEAD + encode(watch_id) + body
+def pack_event(watch_id: int, seq: int, body: bytes) -> bytes:
+    """A whole watch event frame: ``seq`` numbers the events of one watch from 1."""
+    return _EVENT_HEAD + encode(watch_id) + _SEQ_KEY + encode(seq) + body

@@ -400,6 +400,8 @@ class Lab:
                 pass
         self._kill_leftovers()
         self._kill_containers()
+        from lab.chaos import ctl_state
+        ctl_state.clear(self)   # no fault survives a down, not even in a state file
         for p in (self.layout.supervisor_sock, self.layout.endpoint, self.layout.supervisor_pid):
             try:
                 p.unlink()

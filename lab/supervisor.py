@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator import component
+from emulator import component, ctl
 from emulator.logging import configure, get_logger
 from emulator.process import StopFlag, die_with_parent
 from lab.children import ROLES, ChildContext, preimport
@@ -157,7 +157,8 @@ class Supervisor:
              "--listen", listen, "--endpoint-file", str(self.layout.endpoint),
              "--log-file", str(self.layout.log_for("apiserver")), "--lab", self.config.name,
              "--bookmark-interval", str(prof.watch_bookmark_interval),
-             "--default-toleration-seconds", str(prof.default_toleration_seconds)],
+             "--default-toleration-seconds", str(prof.default_toleration_seconds),
+             "--ctl-dir", str(self.layout.run)],
             preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)
         c.pid, c.state, c.started_at, c.exit_code = c.popen.pid, "running", time.time(), None
         deadline = time.monotonic() + 30
@@ -195,6 +196,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:   # the child
             code = 0
+            ctl_server = None
             try:
                 if self.sock is not None:
                     self.sock.close()
@@ -208,11 +210,14 @@ class Supervisor:
                 die_with_parent()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                ctl_server = ctl.serve(c.name, self.layout.run, [c.name])
                 ROLES[c.role](ctx)
             except BaseException:
                 traceback.print_exc()
                 code = 1
             finally:
+                if ctl_server is not None:
+                    ctl_server.close()
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)

@@ -12,6 +12,8 @@ import threading
 from typing import Callable, Iterator
 
 import pytest
+
+from emulator import netem  # noqa: F401 (the fixture type)
 import structlog
 
 from node.proxy import rules
@@ -427,3 +429,58 @@ def test_a_node_port_in_use_is_reported_and_retried(fwd: Forwarder, backends: li
     assert fwd.failed_listeners() == 0
     with socket.create_connection((NODE_IP, node_port), timeout=5) as c:
         assert recv_all(c) == b"a"
+
+
+# -- chaos on the forwarded link (emulator.netem rules of this node process) --
+@pytest.fixture
+def netem_table(monkeypatch: pytest.MonkeyPatch) -> "netem.LinkTable":
+    from emulator import netem
+    t = netem.LinkTable()
+    monkeypatch.setattr(netem, "TABLE", t)
+    return t
+
+
+def remote_endpoint(b: Backend, node: str) -> rules.Endpoint:
+    return rules.Endpoint(b.ip, b.port, node, True, True, False, f"KUBE-SEP-{b.port}")
+
+
+def test_a_partition_times_connects_out_and_delay_holds_chunks_in_order(
+        fwd: Forwarder, backends: list[Backend], netem_table: "netem.LinkTable") -> None:
+    b = Backend(POD_A, echo)
+    backends.append(b)
+    cip, port = cluster_ip(), 18090
+    fwd.update(table(cip, port, [remote_endpoint(b, "n2")])).result(5)
+    # cut n1 <-> n2: the proxy's connects get no answer, the client is reset after the attempts
+    netem_table.set_rules("n1", [{"peers": ["n2"], "drop": 1.0}])
+    expect_reset((cip, port))
+    st = poll_for(lambda: (s := fwd.stats((cip, port)))["closed"] == 1 and s, 5, what="closed")
+    assert st["timeouts"] == 1 and b.accepted == 0
+    # a delay on what n2 sends back: every byte still arrives, in order
+    netem_table.set_rules("n1", [{"peers": ["n2"], "delay": {"mean": 0.02}, "dir": "in"}])
+    payload = os.urandom(300_000)
+    with socket.create_connection((cip, port), timeout=20) as c:
+        sender = threading.Thread(target=lambda: (c.sendall(payload), c.shutdown(socket.SHUT_WR)),
+                                  daemon=True)
+        sender.start()
+        got = recv_all(c)
+        sender.join(10)
+    assert got == payload and b.accepted == 1
+
+
+def test_a_cut_mid_stream_stalls_and_resumes_when_healed(
+        fwd: Forwarder, backends: list[Backend], netem_table: "netem.LinkTable") -> None:
+    b = Backend(POD_A, echo)
+    backends.append(b)
+    cip, port = cluster_ip(), 18091
+    fwd.update(table(cip, port, [remote_endpoint(b, "n2")])).result(5)
+    with socket.create_connection((cip, port), timeout=20) as c:
+        c.sendall(b"one")
+        assert c.recv(16) == b"one"
+        netem_table.set_rules("n1", [{"peers": ["n2"], "drop": 1.0}])
+        c.sendall(b"two")
+        c.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            c.recv(16)   # held while the link is cut
+        netem_table.set_rules("n1", [])
+        c.settimeout(10)
+        assert c.recv(16) == b"two"

@@ -40,8 +40,8 @@ def test_field_names_the_field_and_the_type() -> None:
 def test_spliced_watch_event_decodes_as_a_map() -> None:
     obj = {"metadata": {"name": "a", "resourceVersion": "5"}}
     body = protocol.pack_event_body("MODIFIED", msgpack.packb(obj))
-    assert msgpack.unpackb(protocol.pack_event(300, body)) == {
-        "watch": 300, "type": "MODIFIED", "object": obj}
+    assert msgpack.unpackb(protocol.pack_event(300, 7, body)) == {
+        "watch": 300, "seq": 7, "type": "MODIFIED", "object": obj}
 
 
 def test_error_reply_carries_code_message_and_causes() -> None:

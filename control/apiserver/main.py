@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-file", help="JSON lines log (default: stderr)")
     p.add_argument("--lab", help="the lab this apiserver belongs to (a field of every log line)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ctl-dir", help="serve the lab's control socket <DIR>/apiserver.ctl (chaos: clock skew)")
     p.set_defaults(func=run)
 
 
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --service-node-port-range: {e} (e.g. 30000-32767)", file=sys.stderr)
         return 1
     configure("apiserver", path=args.log_file, level=args.log_level, lab=args.lab)
+    from emulator.clock import WALL
+    ctl_server = None
+    if args.ctl_dir:
+        from emulator import ctl
+        ctl_server = ctl.serve("apiserver", args.ctl_dir, ["apiserver"])
     try:
         os.makedirs(args.data_dir, exist_ok=True)
         server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,
@@ -75,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                            lab=args.lab, commit_mode=args.commit_mode,
                            default_toleration_seconds=args.default_toleration_seconds,
                            service_cluster_ip_range=args.service_cluster_ip_range,
-                           service_node_port_range=node_ports)
+                           service_node_port_range=node_ports, clock=WALL)
         server.install_signal_handlers()
         address = server.start()
     except Exception as e:
@@ -92,5 +98,9 @@ def run(args: argparse.Namespace) -> int:
         with open(tmp, "w") as f:
             f.write(address + "\n")
         os.replace(tmp, args.endpoint_file)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if ctl_server is not None:
+            ctl_server.close()
     return 0

@@ -14,7 +14,10 @@ Contract
   with the cause field ``hello``; clients re-hello and retry (this is how a
   client notices a restarted apiserver).
 * Retried writes are deduplicated: a mutating request whose (session, id) was
-  already answered gets the same reply again, without a second write.
+  already answered gets the same reply again, without a second write. A
+  repeated watch request (a retransmission on a lossy link) gets the first
+  one's reply while that watch lives, and no second watch; a repeated hello
+  of the same session on the same connection keeps its watches.
 * New watches are registered after the batch's events are sent, so a watch
   starting at revision R sees exactly the events after R.
 """
@@ -111,6 +114,7 @@ class APIServer:
         self.hub = WatchHub(self._send)
         self.peers: dict[bytes, Peer] = {}
         self.dedupe: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self.watch_dedupe: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
         self.pending_watches: list[PendingWatch] = []
         self.next_watch_id = 1
         self.stopping = False
@@ -293,6 +297,14 @@ class APIServer:
                 raise APIError(errors.BAD_REQUEST, "no hello on this connection: send hello "
                                f"(protocol {protocol.PROTOCOL_VERSION}) first",
                                [errors.cause("hello", "HelloRequired", "send hello first")])
+            if op == "watch":
+                started = self.watch_dedupe.get((p.session, rid))
+                if started is not None:
+                    w = self.hub.watchers.get(started[0])
+                    if w is not None and w.peer == peer:
+                        return started[1]
+                if any(pw.rid == rid and pw.peer == peer for pw in self.pending_watches):
+                    return None   # the first copy is starting in this batch
             if op in MUTATING:
                 dedupe = self.dedupe
                 key = (p.session, rid)
@@ -338,7 +350,8 @@ class APIServer:
                                              f'"{lab}"; the client is connected to the wrong lab')
         node = protocol.field(msg, "node", str)
         session = protocol.field(msg, "session", str, default=peer.hex())
-        if peer in self.peers:
+        known = self.peers.get(peer)
+        if known is not None and known.session != session:
             self.hub.remove_peer(peer)   # a fresh hello starts a fresh session on this connection
         self.peers[peer] = Peer(component, node, session, self.clock())
         return {"protocol": protocol.PROTOCOL_VERSION, "server": "kemu-apiserver",
@@ -438,16 +451,27 @@ class APIServer:
                         errors.TIMEOUT, f"Too large resource version: {pw.resource_version}, "
                                         f"current: {rev}")))
                     continue
-            if not self._send(pw.peer, protocol.ok_reply(pw.rid, {"watch": w.wid, "resourceVersion": str(rev)})):
+            reply = protocol.ok_reply(pw.rid, {"watch": w.wid, "resourceVersion": str(rev)})
+            peer = self.peers.get(pw.peer)
+            if peer is not None:
+                self.watch_dedupe[(peer.session, pw.rid)] = (w.wid, reply)
+                if len(self.watch_dedupe) > DEDUPE_ENTRIES:
+                    self.watch_dedupe.popitem(last=False)
+            if not self._send(pw.peer, reply):
                 continue
             self.hub.add(w)
             if pw.resource_version is None:
                 body_for = protocol.pack_event_body
                 for obj in self.store.iter_kind(w.kind, w.namespace):
-                    if w.matches(obj):
-                        frame = protocol.pack_event(w.wid, body_for("ADDED", msgpack.packb(obj, use_bin_type=True)))
-                        if not self.hub.deliver(w, frame):
-                            break
+                    if w.matches(obj) and not self.hub.deliver(
+                            w, body_for("ADDED", msgpack.packb(obj, use_bin_type=True))):
+                        break
+                else:
+                    if w.bookmarks:   # the end of the initial listing, as watch-list marks it
+                        self.hub.deliver(w, body_for("BOOKMARK", msgpack.packb(
+                            {"kind": w.kind, "apiVersion": REGISTRY.by_kind(w.kind).api_version,
+                             "metadata": {"resourceVersion": str(rev), "annotations": {
+                                 "k8s.io/initial-events-end": "true"}}}, use_bin_type=True)))
             else:
                 replay = []
                 for ev in reversed(self.store.history):
@@ -458,8 +482,7 @@ class APIServer:
                 for ev in reversed(replay):
                     typ, obj = self.hub._transition(w, ev)
                     if typ is not None and not self.hub.deliver(
-                            w, protocol.pack_event(w.wid, protocol.pack_event_body(
-                                typ, msgpack.packb(obj, use_bin_type=True)))):
+                            w, protocol.pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))):
                         break
 
     def _op_unwatch(self, peer: bytes, msg: dict) -> dict:

@@ -155,10 +155,11 @@ class WatchHub:
                     else:
                         body = pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))
                     body_cache[typ] = body
-                self.deliver(w, pack_event(w.wid, body))
+                self.deliver(w, body)
 
-    def deliver(self, w: Watcher, frame: bytes) -> bool:
-        if self.send(w.peer, frame):
+    def deliver(self, w: Watcher, body: bytes) -> bool:
+        """Send one event (its ``pack_event_body``) to ``w``, numbered by ``w.sent``."""
+        if self.send(w.peer, pack_event(w.wid, w.sent + 1, body)):
             w.sent += 1
             self.events_sent += 1
             return True
@@ -189,5 +190,4 @@ class WatchHub:
             if w.bookmarks:
                 obj = {"kind": w.kind, "apiVersion": api_versions.get(w.kind, "v1"),
                        "metadata": {"resourceVersion": str(rev)}}
-                self.deliver(w, pack_event(w.wid, pack_event_body(
-                    "BOOKMARK", msgpack.packb(obj, use_bin_type=True))))
+                self.deliver(w, pack_event_body("BOOKMARK", msgpack.packb(obj, use_bin_type=True)))

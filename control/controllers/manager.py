@@ -176,8 +176,9 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     profile = get_profile(profile_name)
     client = Client(server, component="controller-manager", lab=lab)
     try:
+        from emulator.clock import WALL
         cm = ControllerManager(client, profile, controllers=controllers, nodes_root=nodes_root,
-                               shared_root=shared_root)
+                               shared_root=shared_root, wall_clock=WALL)
         start_with_backoff(cm.start, stop, log)
         while not stop:
             cm.step(0.1)

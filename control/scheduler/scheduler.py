@@ -363,8 +363,9 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     profile = get_profile(profile_name)
     stop = stop if stop is not None else StopFlag()
     client = Client(server, component="scheduler", lab=lab)
+    from emulator.clock import WALL
     sched = Scheduler(client, profile, scheduler_name=scheduler_name,
-                      percentage_of_nodes_to_score=percentage_of_nodes_to_score)
+                      percentage_of_nodes_to_score=percentage_of_nodes_to_score, wall_clock=WALL)
     from emulator.component import start_with_backoff
     start_with_backoff(sched.start, stop, log)
     while not stop:

@@ -244,7 +244,7 @@ class Forwarder:
             ep = random.choice(sp.endpoints)
             conn = Conn(self.loop, client, (ep.ip, ep.port), stats, self._done(key),
                         connect_timeout=self.connect_timeout, connect_attempts=self.connect_attempts,
-                        service=sp.name)
+                        service=sp.name, link=(self.node_name, ep.node_name))
             self._conns.add(conn)
             conn.start()
 

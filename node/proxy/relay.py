@@ -29,6 +29,12 @@ Contract
   either side resets the other.
 * ``state()`` describes the connection (for tests and diagnostics); call it on
   the loop's thread.
+* Chaos (``link=(local node, endpoint's node)``): the process's netem rules for
+  that link (``emulator.netem.stream_hold``) hold each chunk before it is
+  sent (delay, loss as retransmission, bandwidth), with reading paused
+  meanwhile, so order is kept. A cut link (a partition) holds the chunk until
+  it heals, as TCP keeps retransmitting; a connect across a cut link gets no
+  answer (each attempt times out).
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ import socket
 import struct
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
+
+from emulator import netem
 
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 CHUNK = 64 * 1024
@@ -150,6 +158,12 @@ class _Direction:
             st.bytes_in += len(data)
         else:
             st.bytes_out += len(data)
+        hold = self.conn.hold(len(data), "out" if self.inbound else "in")
+        if hold != 0.0:   # chaos on this link: keep the chunk, stop reading, send it later
+            self.pending = memoryview(data)
+            self._stop_reading()
+            self.conn.loop.call_later(netem.RTO if hold is None else hold, self._release)
+            return
         try:
             n = self.dst.send(data)
         except (BlockingIOError, InterruptedError):
@@ -161,6 +175,15 @@ class _Direction:
             self._stop_reading()
             self.writing = True
             self.conn.loop.add_writer(self.dst.fileno(), self.on_writable)
+
+    def _release(self) -> None:
+        if self.conn.closed or self.pending is None:
+            return
+        if self.conn.hold(0, "out" if self.inbound else "in") is None:   # still cut: retransmit later
+            self.conn.loop.call_later(netem.RTO, self._release)
+            return
+        self.writing = True
+        self.conn.loop.add_writer(self.dst.fileno(), self.on_writable)
 
     def on_writable(self) -> None:
         if self.conn.closed or self.pending is None:
@@ -205,7 +228,8 @@ class Conn:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, endpoint: tuple[str, int],
                  stats: PortStats, on_done: Callable[["Conn"], None], *, connect_timeout: float = 1.0,
-                 connect_attempts: int = 3, service: str = "") -> None:
+                 connect_attempts: int = 3, service: str = "",
+                 link: tuple[str, str] | None = None) -> None:
         self.loop = loop
         self.client = client
         self.endpoint = endpoint
@@ -220,6 +244,13 @@ class Conn:
         self.timer: asyncio.TimerHandle | None = None
         self.connecting = False   # a writer is registered on the upstream socket
         self.closed = False
+        self.link = link if link and link[0] and link[1] else None
+
+    def hold(self, nbytes: int, direction: str) -> float | None:
+        """Seconds the link's chaos holds a chunk (0.0: none), None while it is cut."""
+        if self.link is None or not netem.TABLE.rules:
+            return 0.0
+        return netem.stream_hold(self.link[0], self.link[1], nbytes, direction)
 
     # -- connecting ---------------------------------------------------------------------
     def start(self) -> None:
@@ -229,6 +260,9 @@ class Conn:
             self.stats.refused += 1
             return self.fail()
         self.attempts_left -= 1
+        if self.hold(0, "out") is None:   # a partition: the SYN is lost
+            self.timer = self.loop.call_later(self.connect_timeout, self._on_cut_timeout)
+            return
         try:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError:       # out of file descriptors: as if the endpoint refused
@@ -277,6 +311,13 @@ class Conn:
         self.loop.remove_writer(s.fileno())
         reset(s)
         self.upstream = None
+        if self.attempts_left > 0:
+            return self.start()
+        self.stats.timeouts += 1
+        self.fail()
+
+    def _on_cut_timeout(self) -> None:
+        self.timer = None
         if self.attempts_left > 0:
             return self.start()
         self.stats.timeouts += 1
