@@ -73,10 +73,24 @@ def test_unknown_fault_kind() -> None:
     assert msg.startswith("faults[0].kind: unknown fault kind 'explode'; known:") and "kill" in msg
 
 
-@pytest.mark.parametrize("kind", ["partition", "delay", "loss", "clock-skew", "isolate"])
-def test_network_and_clock_faults_are_not_implemented_yet(kind: str) -> None:
-    msg = error(base(faults=[{"at": "1s", "kind": kind, "target": "node-1"}]))
-    assert msg.startswith(f"faults[0].kind: '{kind}' is not implemented yet") and "nodes:minority" in msg
+@pytest.mark.parametrize("kind, params, words", [
+    ("loss", {}, "faults[0].params.percent: required by loss"),
+    ("loss", {"percent": "0"}, "faults[0].params: percent: Invalid value"),
+    ("delay", {"latency": "1s", "distribution": "pareto"}, "faults[0].params: distribution: Unsupported"),
+    ("clock-skew", {"offset": "+30s", "speed": "2"}, "faults[0].params.speed: unknown parameter of clock-skew"),
+])
+def test_fault_params_are_checked_by_their_kind(kind: str, params: dict, words: str) -> None:
+    msg = error(base(faults=[{"at": "1s", "kind": kind, "target": "node-1", "params": params}]))
+    assert msg.startswith(words), msg
+
+
+def test_network_and_clock_faults_are_valid_scenario_faults() -> None:
+    for kind, params in (("partition", {"with": "rest"}), ("delay", {"latency": "200ms±50ms"}),
+                         ("loss", {"percent": "20%"}), ("clock-skew", {"offset": "+30s"}),
+                         ("isolate", {})):
+        sc = parse_scenario(base(faults=[{"at": "1s", "kind": kind, "target": "node-1", "params": params}]),
+                            ROOT)
+        assert sc.faults[0].kind == kind and sc.faults[0].params == params
 
 
 @pytest.mark.parametrize("where, value, path", [
@@ -158,10 +172,11 @@ def kemu(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_invalid_scenario_exits_2(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text(yaml.safe_dump(base(faults=[{"at": "1s", "kind": "partition", "target": "node-1"}])))
+    f.write_text(yaml.safe_dump(base(faults=[{"at": "1s", "kind": "partition", "target": "node-1",
+                                              "params": {"side": "b"}}])))
     r = kemu("chaos", "run", str(f))
     assert r.returncode == 2
-    assert "invalid scenario" in r.stderr and "faults[0].kind: 'partition' is not implemented yet" in r.stderr
+    assert "invalid scenario" in r.stderr and "faults[0].params.side: unknown parameter of partition" in r.stderr
     f.write_text("name: [unclosed\n")
     r = kemu("chaos", "run", str(f))
     assert r.returncode == 2 and "invalid YAML" in r.stderr

@@ -23,13 +23,22 @@ Contract
   NOTIMP, a class other than IN NOTIMP, AXFR/IXFR NOTIMP, any other unknown
   type NOERROR with no answers. Responses sent to the server are ignored.
   The server keeps serving whatever arrives.
+* Faults (``faults.DNSFaults``, the ``dns-error`` chaos kind): a well-formed
+  QUERY whose name matches an active rule gets the rule's rcode instead of
+  its answer: SERVFAIL (AA=0, no records) or NXDOMAIN (AA=1, the zone's SOA
+  in authority, as a real NXDOMAIN). ``build_reply(request, snapshot,
+  faults=None)``, ``ClusterResolver(source, faults=None)`` and ``serve(...,
+  faults=None)`` take the rules; without them nothing fails.
 * ``run(server, profile_name, listen_host="127.0.0.1", port=0, log_path=None,
   lab=None, stop=None, port_file=None)`` is the process entry: it binds
   first (so ``port_file`` — written atomically as ``udp://HOST:PORT
   tcp://HOST:PORT`` — is there as soon as DNS answers, even before the
   apiserver is reached), then starts the informers, retrying while the
   apiserver is unreachable, and loops until ``stop``. Each snapshot swap logs
-  ``dns_records_synced`` with ``records`` and ``duration_ms``.
+  ``dns_records_synced`` with ``records`` and ``duration_ms``. When the process
+  serves a control socket (``emulator.ctl.current``), ``run`` registers the
+  ``dns`` op (``DNSFaults.set``) before it binds, so a restarted add-on gets
+  its faults back before its first answer.
 """
 from __future__ import annotations
 
@@ -44,6 +53,8 @@ from dnslib import A, CNAME, QTYPE, RR, SOA, SRV, DNSError, DNSHeader, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from control.dns import records as rec
+from control.dns.faults import DNSFaults
+from emulator import ctl
 from emulator.api.errors import APIError
 from emulator.component import start_with_backoff
 from emulator.client import Client
@@ -72,7 +83,7 @@ def _rr(r: rec.Record) -> RR:
     return RR(r.name + ".", getattr(QTYPE, r.rtype), rdata=_rdata(r), ttl=r.ttl)
 
 
-def build_reply(request: DNSRecord, snapshot: rec.Records) -> DNSRecord:
+def build_reply(request: DNSRecord, snapshot: rec.Records, faults: DNSFaults | None = None) -> DNSRecord:
     """The whole answer to one parsed request (pure: no sockets)."""
     reply = DNSRecord(DNSHeader(id=request.header.id, qr=1, aa=1, ra=0, rd=request.header.rd,
                                 opcode=request.header.opcode))
@@ -87,6 +98,13 @@ def build_reply(request: DNSRecord, snapshot: rec.Records) -> DNSRecord:
     q = request.q
     if q.qclass not in (QCLASS_IN, QCLASS_ANY) or q.qtype in ZONE_TRANSFERS:
         reply.header.rcode = rec.NOTIMP
+        return reply
+    failed = faults.match(str(q.qname)) if faults is not None else None
+    if failed is not None:   # a dns-error fault: no records, the rule's rcode
+        reply.header.rcode = failed
+        reply.header.aa = 1 if failed == rec.NXDOMAIN else 0
+        if failed == rec.NXDOMAIN:
+            reply.add_auth(_rr(rec.soa(snapshot)))
         return reply
     qtype = QTYPE.get(q.qtype)
     qtype = qtype if isinstance(qtype, str) else f"TYPE{q.qtype}"
@@ -115,11 +133,12 @@ def formerr(data: bytes) -> bytes | None:
 
 
 class ClusterResolver(BaseResolver):
-    def __init__(self, source: Callable[[], rec.Records]) -> None:
+    def __init__(self, source: Callable[[], rec.Records], faults: DNSFaults | None = None) -> None:
         self.source = source
+        self.faults = faults
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
-        return build_reply(request, self.source())
+        return build_reply(request, self.source(), self.faults)
 
 
 class _Handler(DNSHandler):
@@ -187,13 +206,13 @@ def check_loopback(host: str) -> str:
 
 def serve(source: Callable[[], rec.Records], host: str = "127.0.0.1", port: int = 0,
           resolver: BaseResolver | None = None, handler: type[DNSHandler] | None = None,
-          tries: int = 20) -> DNSListener:
+          tries: int = 20, faults: DNSFaults | None = None) -> DNSListener:
     """Start UDP and TCP servers on one port of ``host`` (loopback only).
 
     ``resolver``/``handler`` replace ours (the benchmark's constant-answer baseline).
     """
     check_loopback(host)
-    resolver = resolver or ClusterResolver(source)
+    resolver = resolver or ClusterResolver(source, faults)
     handler = handler or _Handler
     last: Exception | None = None
     for _ in range(tries if port == 0 else 1):
@@ -284,7 +303,10 @@ def run(server: str, profile_name: str = "default", listen_host: str = "127.0.0.
     profile = get_profile(profile_name)
     client = Client(server, component="dns", lab=lab)
     dns = ClusterDNS(client, profile, domain=domain)
-    listener = serve(dns.records, listen_host, port)
+    faults = DNSFaults()
+    if ctl.current is not None:
+        ctl.current.add_handler("dns", faults.set)
+    listener = serve(dns.records, listen_host, port, faults=faults)
     if port_file:
         write_port_file(port_file, listener)
     log.info("dns_listening", address=listener.address, domain=domain)
@@ -307,5 +329,5 @@ def query(host: str, port: int, name: str, qtype: str = "A", tcp: bool = False,
     return DNSRecord.parse(q.send(host, port, tcp=tcp, timeout=timeout))
 
 
-__all__ = ["ClusterDNS", "ClusterResolver", "DNSListener", "build_reply", "formerr", "query", "run",
+__all__ = ["ClusterDNS", "ClusterResolver", "DNSFaults", "DNSListener", "build_reply", "formerr", "query", "run",
            "serve"]

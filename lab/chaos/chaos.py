@@ -17,8 +17,10 @@ Contract
   ``heal_all_for_down()`` heals what it can and never raises (``Lab.down``).
 * ``active()`` lists the active faults; ``get(id)`` one of them.
 * Convenience methods: ``kill``, ``restart``, ``pause``, ``resume``, ``crash_loop``,
-  ``pod_kill``, ``container_kill``, ``node_taint``, ``node_drain``, and ``disk_fill``,
-  ``cpu_stress``, ``memory_pressure`` when the resource faults are installed.
+  ``pod_kill``, ``container_kill``, ``node_taint``, ``node_drain``, ``disk_fill``,
+  ``cpu_stress``, ``memory_pressure``, ``partition(a, b="rest")``, ``isolate``,
+  ``delay``, ``loss``, ``duplicate``, ``reorder``, ``bandwidth``, ``clock_skew``,
+  ``clock_strobe`` and ``dns_error``; a group is a name, a comma list or a list.
 """
 from __future__ import annotations
 
@@ -294,3 +296,45 @@ class Chaos:
 
     def memory_pressure(self, target: str, duration: Any = None, **kw: Any) -> Fault:
         return self.inject("memory-pressure", target, duration=duration, **kw)
+
+    def partition(self, a: Any, b: Any = "rest", duration: Any = None, **kw: Any) -> Fault:
+        """Drop every message between group ``a`` and group ``b`` (``rest``: every other process)."""
+        return self.inject("partition", _group(a), duration=duration, **{"with": _group(b)}, **kw)
+
+    def isolate(self, target: Any, duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("isolate", _group(target), duration=duration, **kw)
+
+    def delay(self, target: Any, latency: str, jitter: str | None = None, distribution: str | None = None,
+              duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("delay", _group(target), duration=duration, latency=latency, jitter=jitter,
+                           distribution=distribution, **kw)
+
+    def loss(self, target: Any, percent: Any, duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("loss", _group(target), duration=duration, percent=percent, **kw)
+
+    def duplicate(self, target: Any, percent: Any, duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("duplicate", _group(target), duration=duration, percent=percent, **kw)
+
+    def reorder(self, target: Any, percent: Any, latency: str | None = None, duration: Any = None,
+                **kw: Any) -> Fault:
+        return self.inject("reorder", _group(target), duration=duration, percent=percent, latency=latency, **kw)
+
+    def bandwidth(self, target: Any, rate: str, duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("bandwidth", _group(target), duration=duration, rate=rate, **kw)
+
+    def clock_skew(self, target: Any, offset: str, duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("clock-skew", _group(target), duration=duration, offset=offset, **kw)
+
+    def clock_strobe(self, target: Any, delta: str | None = None, period: str | None = None,
+                     duration: Any = None, **kw: Any) -> Fault:
+        return self.inject("clock-strobe", _group(target), duration=duration, delta=delta, period=period, **kw)
+
+    def dns_error(self, rcode: str | None = None, patterns: Any = None, percent: Any = None,
+                  duration: Any = None, target: str = "dns", **kw: Any) -> Fault:
+        return self.inject("dns-error", target, duration=duration, rcode=rcode,
+                           patterns=None if patterns is None else _group(patterns), percent=percent, **kw)
+
+
+def _group(v: Any) -> str:
+    """A target from a name, a comma list or a list of names/groups."""
+    return ",".join(v) if isinstance(v, (list, tuple)) else str(v)
