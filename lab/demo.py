@@ -5,10 +5,12 @@
 2. manifests applied, a Deployment behind a Service, and the Kubernetes
    tutorial's StatefulSet whose pods each claim a local volume (the default
    StorageClass provisions a directory on the pod's node);
-3. the node process that runs the StatefulSet's web-0 killed;
-4. detection (NotReady), the unreachable taint, the eviction of that node's
-   pods and their replacements on other nodes, the EndpointSlice and a proxy
-   table without them, and DNS still answering; web-0 stuck Terminating (a
+3. the node failure as a chaos scenario (``lab.chaos.scenario_run`` on this
+   lab): the node process that runs the StatefulSet's web-0 killed, with
+   probes for its detection (Ready=Unknown), the evictions in the log and the
+   Deployment whole again on the other nodes; a verdict and a run directory;
+4. the unreachable taint, the EndpointSlice and a proxy table without the
+   dead node's pods, and DNS still answering; web-0 stuck Terminating (a
    StatefulSet never runs two of one ordinal), force-deleted, recreated, and
    Pending because its volume lives on the dead node, the scheduler saying so;
 5. a short timeline built from the logs;
@@ -45,6 +47,35 @@ def kemu(*args: str) -> None:
     rc = subprocess.call([sys.executable, "-m", "lab.cli", *args], cwd=ROOT)
     if rc != 0:
         raise RuntimeError(f"kemu {' '.join(args)} failed with exit code {rc}")
+
+
+def node_failure_scenario(victim: str) -> dict:
+    """The demo's story as a chaos scenario (``docs/chaos.md``): kill ``victim`` for good."""
+    deployment = {"type": "k8s", "kind": "Deployment", "namespace": "demo", "resourceName": "web",
+                  "condition": f"status.availableReplicas>={REPLICAS}"}
+    return {
+        "name": "demo-node-failure", "duration": "90s",
+        "faults": [{"at": "0s", "kind": "kill", "target": victim, "params": {"no-restart": "true"}}],
+        "probes": [
+            {"name": "web-available", "mode": "sot", **deployment},
+            {"name": "node-detected", "type": "k8s", "mode": "onchaos", "kind": "Node", "resourceName": victim,
+             "condition": "status.conditions[type=Ready].status==Unknown", "retries": 60, "interval": "250ms"},
+            {"name": "kemu-get-answers", "type": "cmd", "mode": "continuous", "command": ["kemu", "get", "nodes"],
+             "expectOutput": victim, "timeout": "10s", "interval": "2s"},
+            {"name": "pods-evicted", "type": "log", "mode": "eot", "component": "controller-manager",
+             "event": "pod_evicted", "match": {"nodeName": victim}, "retries": 60, "interval": "500ms"},
+            {"name": "replicas-replaced", "type": "k8s", "mode": "eot", "kind": "Pod", "namespace": "demo",
+             "selector": "app=web", "condition": f"spec.nodeName!={victim}", "retries": 60, "interval": "500ms"},
+            {"name": "web-whole-again", "mode": "eot", **deployment, "retries": 60, "interval": "500ms"},
+        ]}
+
+
+def run_node_failure(lab: object, victim: str) -> dict:
+    from lab.chaos.scenario import parse_scenario
+    from lab.chaos.scenario_run import run_scenario
+    sc = parse_scenario(node_failure_scenario(victim), ROOT)
+    out = Path(lab.layout.root) / "runs" / "node-failure"   # type: ignore[attr-defined]
+    return run_scenario(sc, out, lab=lab, say=lambda m: print(m, flush=True))
 
 
 def main(runtime: str = "fake") -> int:
@@ -99,31 +130,17 @@ def main(runtime: str = "fake") -> int:
             by_node.setdefault(victim, [])
             witness = next(n for n in lab.nodes if n != victim)
             lost_ips = {p["status"]["podIP"] for p in web_pods() if p["spec"]["nodeName"] == victim}
-            say(f"3. killing {victim} (it runs the StatefulSet's web-0, whose volume is a directory "
-                f"on it, and {len(by_node[victim])} of the Deployment's pods)")
+            say(f"3. the node-failure scenario: {victim} killed (it runs the StatefulSet's web-0, whose "
+                f"volume is a directory on it, and {len(by_node[victim])} of the Deployment's pods)")
             killed_at = time.monotonic()
-            lab.kill(victim)
+            result = run_node_failure(lab, victim)
+            if result["verdict"] != "pass":
+                raise RuntimeError(f"the node-failure scenario failed: see {result['run_dir']}/result.json")
 
-            say("4. detection, taint, eviction, replacement")
-
-            def ready(node: str) -> str:
-                for cond in c.get("Node", node)["status"].get("conditions") or []:
-                    if cond["type"] == "Ready":
-                        return cond["status"]
-                return "?"
-            lab.wait_for(lambda: ready(victim) == "Unknown", 15, what=f"{victim} Ready=Unknown")
-            print(f"{victim} is NotReady (Ready=Unknown) {time.monotonic() - killed_at:.1f}s after the kill")
+            say("4. the taint, the endpoints, the proxy, DNS and the StatefulSet")
             kemu("get", "nodes")
             taints = lab.wait_for(lambda: c.get("Node", victim)["spec"].get("taints"), 10, what="taints")
             print("taints: " + ", ".join(f"{t['key']}:{t['effect']}" for t in taints))
-
-            def replaced() -> bool:
-                live = [p for p in web_pods() if p["spec"].get("nodeName") not in (None, victim)
-                        and (p.get("status") or {}).get("phase") == "Running"]
-                return len(live) == REPLICAS
-            lab.wait_for(replaced, 60, what="replacements on the other nodes")
-            print(f"{len(by_node[victim])} pods evicted from {victim} and replaced on other nodes "
-                  f"{time.monotonic() - killed_at:.1f}s after the kill (toleration: 15s in fast)")
             kemu("get", "pods", "-n", "demo", "-l", "app=web", "-o", "wide")
 
             def endpoints() -> set[str]:

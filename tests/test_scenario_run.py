@@ -181,3 +181,25 @@ def test_shipped_scenario_passes(path: Path, kemu_home: Path, tmp_path: Path) ->
     assert all(f["state"] == "healed" for f in res["faults"])
     events = [json.loads(x).get("event") for x in (out / "timeline.jsonl").read_text().splitlines()]
     assert "fault_injected" in events and "fault_healed" in events
+
+
+@pytest.mark.timeout(180)
+def test_a_scenario_on_a_running_lab_leaves_it_running(kemu_home: Path, tmp_path: Path) -> None:
+    """``make demo``'s way: the demo's node-failure scenario on a lab it started itself."""
+    from lab.demo import node_failure_scenario
+    from lab.lab import Lab
+    sc_dict = node_failure_scenario("node-2")
+    sc_dict["setup"] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
+                        {"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": "web", "namespace": "demo"},
+                         "spec": {"replicas": 12, "selector": {"matchLabels": {"app": "web"}},
+                                  "template": {"metadata": {"labels": {"app": "web"}},
+                                               "spec": {"containers": [{"name": "w", "image": "nginx"}]}}}}]
+    sc_dict["probes"][0]["retries"], sc_dict["probes"][0]["interval"] = 60, "500ms"
+    sc = parse_scenario(sc_dict, ROOT)
+    with Lab(3, name="on-running", profile="fast", dns=False) as lab:
+        res = run_scenario(sc, tmp_path / "run", lab=lab, say=lambda m: None)
+        assert res["verdict"] == "pass", json.dumps(res, indent=1, default=str)
+        assert lab.running() and (tmp_path / "run" / "result.json").exists()
+        assert next(p for p in lab.processes() if p["name"] == "node-2")["state"] != "running"
+        assert lab.client.get("Deployment", "web", "demo")["status"]["availableReplicas"] == 12

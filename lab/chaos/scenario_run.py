@@ -31,6 +31,10 @@ and the lab came up; otherwise ``fail``. A continuous or onchaos probe passes
 when its share of passing checks is at least ``minSuccessRatio`` (1 unless
 given) and it ran at least once. ``chaos_for(lab)`` returns the object with
 ``inject``/``heal`` (default ``lab.chaos``), so tests can pass a fake.
+
+``lab=`` runs the scenario on a lab that is already up (``make demo`` does):
+steps 1's start and 5's ``down`` are skipped (the setup is still applied), the
+scenario's ``lab`` section is not used, and the lab is left running.
 """
 from __future__ import annotations
 
@@ -341,10 +345,14 @@ def _objects(lab: Any, namespaces: list[str]) -> list[dict]:
 
 
 def run_scenario(sc: Scenario, out: str | Path | None = None, *, chaos_for: Callable[[Any], Any] | None = None,
-                 say: Callable[[str], None] = print, lab_dir: str | Path | None = None) -> dict[str, Any]:
+                 say: Callable[[str], None] = print, lab_dir: str | Path | None = None,
+                 lab: Any = None) -> dict[str, Any]:
     from lab.lab import Lab
-    opts = {k: v for k, v in sc.lab.items()}
-    lab = Lab(name=sc.name, make_current=False, dir=lab_dir, **opts)
+    own_lab = lab is None
+    opts = {k: v for k, v in sc.lab.items()} if own_lab else {"nodes": len(lab.nodes),
+                                                              "profile": lab.config.profile}
+    if own_lab:
+        lab = Lab(name=sc.name, make_current=False, dir=lab_dir, **opts)
     started = time.time()
     stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(out) if out else lab.layout.root.parent / "runs" / f"{sc.name}-{stamp}"
@@ -354,7 +362,8 @@ def run_scenario(sc: Scenario, out: str | Path | None = None, *, chaos_for: Call
     objects: list[dict] = []
     errors: list[str] = []
     try:
-        lab.up()
+        if own_lab:
+            lab.up()
         run = _Run(sc, lab, (chaos_for or default_chaos)(lab), say, started)
         run.apply_setup()
         for p in sc.probes:
@@ -382,7 +391,8 @@ def run_scenario(sc: Scenario, out: str | Path | None = None, *, chaos_for: Call
                 objects = _objects(lab, sc.namespaces())
             except Exception as e:   # noqa: BLE001
                 errors.append(f"saving the objects: {e}")
-        lab.down()
+        if own_lab:
+            lab.down()
     res: dict[str, Any] = {"name": sc.name, "started": rfc3339(started), "ended": rfc3339(time.time()),
                            "duration_s": round(time.time() - started, 3),
                            "lab": {"name": lab.name, "dir": str(lab.layout.root), **opts},
