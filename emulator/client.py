@@ -99,13 +99,15 @@ class Watch:
     def next(self, timeout: float | None = None) -> dict | None:
         """The next event, or None when ``timeout`` seconds pass without one."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        polled = False
         while not self.events:
             if self.closed:
                 return None
             remaining = 1.0 if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and polled:
                 return None
-            self.client.poll(min(remaining, 0.5))
+            self.client.poll(max(0.0, min(remaining, 0.5)))   # next(0) still reads what has arrived
+            polled = True
         return self.events.popleft()
 
     def __iter__(self) -> Iterator[dict]:

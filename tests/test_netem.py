@@ -216,7 +216,7 @@ def test_watch_ends_with_the_stores_state_through_loss_duplication_and_reorder(
 
         faulty_table.set_rules("node-1", [{"peers": ["apiserver"], "drop": 0.2, "duplicate": 0.2,
                                            "reorder": 0.3, "delay": {"mean": 0.005}}])
-        for i in range(150):
+        for i in range(100):
             name = f"cm-{i % 40}"
             try:
                 writer.create(_cm(name, i))

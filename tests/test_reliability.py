@@ -126,3 +126,72 @@ def test_informers_end_with_the_store_state_after_kills(server_process: Any) -> 
         writer.close()
         for r in readers:
             r.close()
+
+
+def test_informers_end_with_the_store_state_through_partitions_and_packet_faults(
+        server_process: Any, monkeypatch: Any) -> None:
+    """Watch correctness through a partition, then loss, duplication and reordering, then an
+    apiserver kill: each informer's cache ends equal to the store once everything heals."""
+    from emulator import netem
+    table = netem.LinkTable()
+    table.enabled = True
+    monkeypatch.setattr(netem, "TABLE", table)
+    sp = server_process()
+    addr = sp.start()
+    rng = random.Random(11)
+    writer = Client(addr, timeout=2, retries=20)   # no rules for its name: a clean link
+    readers = [Client(addr, component="kubelet", node=f"r{i}", timeout=0.5, retries=2) for i in range(3)]
+    assert all(isinstance(r._conn, netem.NetemConnection) for r in readers)
+    informers = [Informer(r, "ConfigMap", namespace="default") for r in readers]
+    live: set[int] = set()
+
+    def churn(n: int) -> None:
+        for _ in range(n):
+            j = rng.randrange(100)
+            try:
+                if j in live and rng.random() < 0.3:
+                    writer.delete("ConfigMap", f"w-{j:05d}", "default")
+                    live.discard(j)
+                elif j in live:
+                    writer.patch("ConfigMap", f"w-{j:05d}", {"data": {"r": str(rng.random())}}, "default")
+                else:
+                    writer.create(cm(j), namespace="default")
+                    live.add(j)
+            except APIError as e:
+                if e.code not in ("AlreadyExists", "NotFound"):
+                    raise
+            for inf in informers:
+                inf.run_once(0)
+
+    try:
+        for inf in informers:
+            inf.start()
+        churn(100)
+        table.set_rules("r0", [{"peers": ["apiserver"], "drop": 1.0}])          # r0 partitioned
+        churn(100)
+        table.set_rules("r0", [])
+        for i in (1, 2):                                                          # a flaky link
+            table.set_rules(f"r{i}", [{"peers": ["apiserver"], "drop": 0.15, "duplicate": 0.1,
+                                       "reorder": 0.2, "delay": {"dist": "exponential", "mean": 0.003}}])
+        churn(150)
+        sp.kill()
+        for inf in informers:
+            inf.run_once(0)
+        sp.start(listen=addr)
+        churn(50)
+        for i in (1, 2):
+            table.set_rules(f"r{i}", [])
+        assert sum(r._conn.dropped for r in readers) > 0
+
+        def converged() -> bool:
+            for inf in informers:
+                inf.run_once(0.02)
+            want = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                    for o in writer.list_all("ConfigMap", "default")["items"]}
+            return all({k[1]: o["metadata"]["resourceVersion"] for k, o in inf.cache.items()} == want
+                       for inf in informers)
+        poll_for(converged, 60, what="every informer's cache equal to the store")
+    finally:
+        writer.close()
+        for r in readers:
+            r.close()
