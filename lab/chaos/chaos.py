@@ -14,7 +14,8 @@ Contract
   claimed (removed from the record under the lock) before it is healed, so it is
   healed once, whoever asks; its healer is stopped (and waited for) before the kind's
   ``heal`` runs. An unknown id raises ``ChaosError`` naming the active ones.
-  ``heal_all_for_down()`` heals what it can and never raises (``Lab.down``).
+  ``heal_all_for_down()`` heals what it can, stops every healer, reaps (or kills) the
+  cpu-stress workers this process started, and never raises (``Lab.down``).
 * ``active()`` lists the active faults; ``get(id)`` one of them.
 * Convenience methods: ``kill``, ``restart``, ``pause``, ``resume``, ``crash_loop``,
   ``pod_kill``, ``container_kill``, ``node_taint``, ``node_drain``, ``disk_fill``,
@@ -254,6 +255,13 @@ class Chaos:
         for fid, popen in list(self._healers.items()):   # reap the ones that healed at expiry
             if popen.poll() is not None:
                 del self._healers[fid]
+        try:   # cpu-stress workers this process started, killed by a healer: reap them
+            from lab.chaos.resource_faults import stop_workers
+            stop_workers(self.lab.layout.root)
+        except ImportError:
+            pass
+        except Exception as e:
+            problems.append(f"stopping the cpu-stress workers: {e}")
         return problems
 
     # -- convenience --------------------------------------------------------

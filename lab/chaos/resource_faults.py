@@ -30,6 +30,10 @@ Healing is idempotent: what is already gone is not an error.
   against the recorded start time, so a reused pid is never hit). At most
   ``MAX_CPU_WORKERS`` (2) workers per fault: more are clamped, with a message on
   stderr and in the state (``clamped``); more target nodes than that is an error.
+* ``stop_workers(lab_root)`` (``lab down``): the workers this process started are its
+  children until it reaps them, even when another process (the fault's healer) killed
+  them or they ended by themselves: reap those, and kill (process group) and reap any
+  still running for the lab under ``lab_root``. Returns how many it killed.
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ from node.kubelet.stats import SUMMARY_FILE
 from node.volumes.manager import dir_usage
 
 __all__ = ["RESOURCE_KINDS", "DiskFill", "MemoryPressure", "CpuStress", "fill_size", "hog_size",
-           "MAX_CPU_WORKERS", "CPU_STRESS_CAP_SECONDS"]
+           "MAX_CPU_WORKERS", "CPU_STRESS_CAP_SECONDS", "stop_workers"]
 
 FILL_DIR = Path("var", "lib", "kemu")
 FILL_PREFIX = "chaos-fill-"
@@ -229,6 +233,32 @@ def _reap() -> None:
     for pid, proc in list(_CHILDREN.items()):
         if proc.poll() is not None:
             _CHILDREN.pop(pid, None)
+
+
+def stop_workers(lab_root: Any, timeout: float = 5.0) -> int:
+    """Reap this process's ended workers; kill and reap the ones of ``lab_root``'s lab still running."""
+    _reap()
+    root = os.path.join(os.path.abspath(str(lab_root)), "")
+    killed = []
+    for pid, proc in list(_CHILDREN.items()):
+        try:
+            node_root = psutil.Process(pid).environ().get("KEMU_NODE_ROOT", "")
+        except psutil.Error:
+            node_root = ""
+        if node_root and os.path.join(os.path.abspath(node_root), "").startswith(root) and proc.poll() is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+            killed.append(pid)
+    deadline = time.monotonic() + timeout
+    for pid in killed:
+        try:
+            _CHILDREN[pid].wait(timeout=max(0.1, deadline - time.monotonic()))
+            _CHILDREN.pop(pid, None)
+        except subprocess.TimeoutExpired:
+            pass
+    return len(killed)
 
 
 def _same_process(pid: int, start: float) -> psutil.Process | None:
