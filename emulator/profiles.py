@@ -43,6 +43,11 @@ class Profile:
     job_completion_delay: float = 1.0
     # apiserver
     watch_bookmark_interval: float = 5.0
+    event_ttl: float = 3600.0                # kube-apiserver --event-ttl: an Event lives 1h after its last update
+    # observability (strings are not scaled by ``fast``)
+    metrics_interval: str = "5s"             # how often the lab collects every process's metrics
+    log_max_file_size: str = "64Mi"          # a process's log file rotates at this size
+    log_max_lab_size: str = "1Gi"            # a lab's logs, rotated files included, are capped at this
     # jitter applied to periodic timers, as a fraction (client-go's wait.Jitter)
     jitter: float = 0.1
 
