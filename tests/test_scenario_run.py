@@ -97,8 +97,8 @@ def test_runner_with_a_fake_chaos(kemu_home: Path, tmp_path: Path, web: str) -> 
         "name": "fake-run", "duration": "40s", "lab": {"nodes": 1, "profile": "fast"},
         "setup": SETUP, "load": {"http": {"url": web, "rate": 20, "timeout": "1s"}},
         "faults": [{"at": "100ms", "kind": "kill", "target": "node-1", "for": "300ms"},
-                   {"after": {"probe": "cm-present", "delay": "50ms"}, "kind": "restart",
-                    "target": "apiserver", "params": {"n": 2}}],
+                   {"after": {"probe": "cm-present", "delay": "50ms"}, "kind": "crash-loop",
+                    "target": "apiserver", "params": {"every": "2s"}}],
         "probes": [{"name": "cm-present", "mode": "sot", **CM, "operation": "present"},
                    {"name": "cm-n", "mode": "eot", **CM, "condition": "data.n>=3"},
                    {"name": "always", "type": "cmd", "mode": "continuous", "interval": "100ms",
@@ -111,7 +111,7 @@ def test_runner_with_a_fake_chaos(kemu_home: Path, tmp_path: Path, web: str) -> 
     res = run_scenario(sc, out, chaos_for=lambda lab: chaos, say=lines.append)
     assert res["verdict"] == "pass", json.dumps(res, indent=1)
     injects = [c for c in chaos.calls if c[0] == "inject"]
-    assert sorted(injects) == [("inject", "kill", "node-1", {}), ("inject", "restart", "apiserver", {"n": "2"})]
+    assert sorted(injects) == [("inject", "crash-loop", "apiserver", {"every": "2s"}), ("inject", "kill", "node-1", {})]
     assert chaos.calls[-1] == ("heal", None) and not chaos.active
     f1, f2 = res["faults"]
     assert f1["state"] == f2["state"] == "healed" and f1["kind"] == "kill" and f1["targets"] == ["node-1"]
