@@ -293,7 +293,8 @@ def event_object(ev: dict) -> str:
 
 def _event_source(ev: dict, now: float) -> str:
     src = ev.get("source") or {}
-    component = src.get("component") or ev.get("reportingController") or ""
+    # core/v1 serialises ReportingController as "reportingComponent"; events.k8s.io as "reportingController"
+    component = src.get("component") or ev.get("reportingComponent") or ev.get("reportingController") or ""
     host = src.get("host") or ev.get("reportingInstance") or ""
     if host:
         return f"{component}, {host}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from emulator.cli.commands import apply, create, delete, describe, get, label, patch, proxy
 from emulator.cli.commands import crictl, logs, rollout, scale, top
+from emulator.cli.commands import events
 
-COMMANDS = (get, describe, create, apply, delete, patch, label, logs, top, proxy, crictl, scale, rollout)
+COMMANDS = (get, describe, create, apply, delete, patch, label, logs, events, top, proxy, crictl, scale, rollout)
 
 __all__ = ["COMMANDS"]
