@@ -2,7 +2,8 @@
 
 Contract: binds ``--listen`` (``:0`` picks a free port), writes the bound
 address to ``--endpoint-file`` once it serves (atomically, so a reader never
-sees half an address), logs JSON lines, and stops cleanly on SIGTERM/SIGINT
+sees half an address), logs JSON lines, serves the lab's control socket
+with ``--ctl-dir`` (chaos ops and ``metrics``), and stops cleanly on SIGTERM/SIGINT
 (the WAL is committed and closed). Exit code 0 on a clean stop, 1 when it
 cannot start (the message names the flag to fix).
 """
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ctl_dir:
         from emulator import ctl
         ctl_server = ctl.serve("apiserver", args.ctl_dir, ["apiserver"])
+        from emulator import metrics
+        metrics.install(ctl_server)   # the ``metrics`` op: this process's Prometheus metrics
     try:
         os.makedirs(args.data_dir, exist_ok=True)
         server = APIServer(args.listen, args.data_dir, fsync=not args.no_fsync,

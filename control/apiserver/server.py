@@ -20,6 +20,8 @@ Contract
   of the same session on the same connection keeps its watches.
 * New watches are registered after the batch's events are sent, so a watch
   starting at revision R sees exactly the events after R.
+* Metrics (``control.apiserver.metrics``): each request's latency, from its
+  batch's arrival to its reply's release, and the watch counters.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from control.apiserver.metrics import RequestMetrics, watch_metrics
 from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
@@ -104,7 +107,7 @@ class APIServer:
         self.fsync = fsync
         self.commit_mode = commit_mode
         self.committer: Committer | None = None
-        self.inflight: deque[tuple[int, list[tuple[bytes, bytes]], list]] = deque()
+        self.inflight: deque[tuple[int, list[tuple[bytes, bytes]], list, float, list]] = deque()
         self.written_rev = 0      # the last revision written to the WAL
         self.released_rev = 0     # every event up to here has been sent to watchers
         self.store = Store(self.wal, history_size=history_size)
@@ -112,6 +115,9 @@ class APIServer:
                                    service_cluster_ip_range, service_node_port_range)
         self.transport: Any = None
         self.hub = WatchHub(self._send)
+        self.request_metrics = RequestMetrics()
+        watch_metrics(self.hub)
+        self._req: tuple[dict | None, str | None] = (None, None)   # the frame being handled: (msg, error code)
         self.peers: dict[bytes, Peer] = {}
         self.dedupe: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.watch_dedupe: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
@@ -206,15 +212,18 @@ class APIServer:
             timeout = min(timeout, 0.0005)   # a sync is running: look back soon
         batch = self.transport.recv_batch(timeout, self.max_batch)
         if batch:
+            t0 = time.perf_counter()
             replies: list[tuple[bytes, bytes]] = []
+            reqs: list[tuple[dict | None, str | None]] = []
             for peer, frame in batch:
                 reply = self._handle_frame(peer, frame)
                 if reply is not None:
                     replies.append((peer, reply))
+                    reqs.append(self._req)
             events = self.store.take_pending()
             if self.committer is None:
                 self._commit()
-                self._release(replies, events, self.store.rev)
+                self._release(replies, events, self.store.rev, t0, reqs)
             else:
                 if self.wal.needs_rotation:   # a new segment must not race a sync
                     self._drain()
@@ -222,7 +231,7 @@ class APIServer:
                 if rev:
                     self.written_rev = rev
                     self.committer.request(rev)
-                self.inflight.append((self.written_rev, replies, events))
+                self.inflight.append((self.written_rev, replies, events, t0, reqs))
         self._release_durable()
         if self.pending_watches:
             self._drain()   # a new watch starts from a fully durable, fully sent state
@@ -237,11 +246,13 @@ class APIServer:
             self._snapshot()
         return len(batch)
 
-    def _release(self, replies: list[tuple[bytes, bytes]], events: list, upto: int) -> None:
+    def _release(self, replies: list[tuple[bytes, bytes]], events: list, upto: int,
+                 t0: float, reqs: list) -> None:
         """Send a durable batch's replies, then its events; everything up to ``upto`` is out."""
         send = self.transport.send
         for peer, reply in replies:
             send(peer, reply)
+        self.request_metrics.observe(reqs, t0)
         if events:
             self.hub.dispatch(events)
         self.released_rev = max(self.released_rev, upto)
@@ -252,8 +263,8 @@ class APIServer:
         self.committer.check()
         durable = self.committer.durable_rev
         while self.inflight and self.inflight[0][0] <= durable:
-            upto, replies, events = self.inflight.popleft()
-            self._release(replies, events, upto)
+            upto, replies, events, t0, reqs = self.inflight.popleft()
+            self._release(replies, events, upto, t0, reqs)
 
     def _drain(self) -> None:
         """Wait for every written batch to be durable, and send all of it."""
@@ -279,8 +290,10 @@ class APIServer:
     def _handle_frame(self, peer: bytes, frame: bytes) -> bytes | None:
         self.requests += 1
         rid: Any = None
+        self._req = (None, None)
         try:
             msg = protocol.decode(frame, self.max_frame_bytes)
+            self._req = (msg, None)
             rid = msg.get("id")
             op = msg.get("op")
             if rid.__class__ is not int or op.__class__ is not str:   # fast path above; field() words the error
@@ -317,6 +330,7 @@ class APIServer:
                 return reply
             return self._run(handler, peer, msg, rid)
         except APIError as e:
+            self._req = (self._req[0], e.code)
             self.frames_rejected += 1
             if e.code in (errors.BAD_REQUEST, errors.TOO_LARGE):
                 self.log.warning("request rejected", peer=peer.hex(), code=e.code, reason=e.message)
@@ -326,8 +340,10 @@ class APIServer:
         try:
             result = handler(peer, msg)
         except APIError as e:
+            self._req = (msg, e.code)
             return protocol.error_reply(rid, e)
         except Exception as e:   # a bug must not kill the server: report it
+            self._req = (msg, errors.INTERNAL_ERROR)
             self.log.exception("handler failed", op=msg.get("op"))
             return protocol.error_reply(rid, APIError(errors.BAD_REQUEST,
                                                       f"internal error: {type(e).__name__}: {e}"))

@@ -17,6 +17,9 @@ Contract (Kubernetes' watch semantics)
 * A watcher whose peer cannot take a frame (gone, or its queue is full) is
   removed; the client notices the missing bookmarks and resumes from its last
   revision (or relists on Expired).
+* Counters: ``events_sent`` and ``watchers_dropped``; ``events_by_kind()``
+  sums, per kind, the events sent to live and removed watchers (computed
+  when asked, from each watcher's ``sent``: nothing extra per event).
 """
 from __future__ import annotations
 
@@ -72,6 +75,7 @@ class WatchHub:
         self.indexed: dict[str, dict[tuple[str, str], set[Watcher]]] = {}
         self.events_sent = 0
         self.watchers_dropped = 0
+        self.removed_sent: dict[str, int] = {}   # kind -> events sent to watchers since removed
 
     def __len__(self) -> int:
         return len(self.watchers)
@@ -98,6 +102,7 @@ class WatchHub:
         w = self.watchers.pop(wid, None)
         if w is None:
             return None
+        self.removed_sent[w.kind] = self.removed_sent.get(w.kind, 0) + w.sent
         peers = self.by_peer.get(w.peer)
         if peers is not None:
             peers.discard(wid)
@@ -118,6 +123,12 @@ class WatchHub:
         for wid in wids:
             self.remove(wid)
         return len(wids)
+
+    def events_by_kind(self) -> dict[str, int]:
+        out = dict(self.removed_sent)
+        for w in list(self.watchers.values()):
+            out[w.kind] = out.get(w.kind, 0) + w.sent
+        return out
 
     def candidates(self, ev: Event) -> set[Watcher]:
         kind = ev.kind

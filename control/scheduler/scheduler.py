@@ -31,6 +31,8 @@ Contract:
   FailedScheduling Event and ``PodScheduled=False/SchedulerError``, and backs
   it off.
 * ``step`` never raises for a lost apiserver: it logs and retries later.
+* Metrics (``control.scheduler.metrics``): each attempt, from the pop to the
+  binding's reply or the failure, by result.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from emulator.profiles import Profile
 
 from control.scheduler.cache import Cache
 from control.scheduler.framework import Framework, pre_filter_fit_error
+from control.scheduler.metrics import SchedulerMetrics
 from control.scheduler.podinfo import pod_info, pod_key
 from control.scheduler.queue import QueuedPod, SchedulingQueue
 from control.scheduler.volumecache import ANN_SELECTED_NODE, pod_claim_names
@@ -110,6 +113,7 @@ class Scheduler:
         self.log = get_logger()
         self.scheduled = 0
         self.failed_attempts = 0
+        self.metrics = SchedulerMetrics()
         self._started = False
 
     # -- informer handlers --------------------------------------------------
@@ -145,6 +149,7 @@ class Scheduler:
     def _on_pod_delete(self, pod: dict) -> None:
         key = pod_key(pod)
         self.queue.delete(key)
+        self.metrics.forget(key)
         self.volumes.drop(key)
         self.volumes.untrack(key)
         if self.cache.remove_pod(pod):
@@ -212,6 +217,7 @@ class Scheduler:
             qp = self.queue.pop()
             if qp is None:
                 break
+            self.metrics.start(qp.key)
             pod = qp.pod
             pi = pod_info(pod)
             volumes, pre_msg = self.volumes.pre_filter(pod, self.cache)
@@ -293,6 +299,7 @@ class Scheduler:
             self.queue.add_backoff(qp)
             self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
                              name=md["name"], node=node, error=e.message)
+            self.metrics.done(qp.key, "error")
             return
         binds.append((rid, qp, node))
 
@@ -317,8 +324,10 @@ class Scheduler:
                     self.queue.add_backoff(qp)
                 self.log.warning("bind_failed", kind="Pod", namespace=md["namespace"],
                                  name=md["name"], node=node, code=e.code, error=e.message)
+                self.metrics.done(qp.key, "error")
                 continue
             self.queue.done(qp.key)
+            self.metrics.done(qp.key, "scheduled")
             bound += 1
             self.scheduled += 1
             self.recorder.event(pod, "Normal", "Scheduled",
@@ -329,6 +338,7 @@ class Scheduler:
         pod = qp.pod
         md = pod["metadata"]
         self.failed_attempts += 1
+        self.metrics.done(qp.key, "unschedulable" if reason == "Unschedulable" else "error")
         if reason == "Unschedulable":
             self.queue.add_unschedulable(qp)
         else:

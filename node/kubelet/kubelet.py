@@ -50,6 +50,8 @@ Contract
   run off the loop in a small thread pool; readiness sets the container's
   ``ready`` (and so the pod's Ready condition), a failed startup or liveness
   probe kills the container, which is restarted unless restartPolicy is Never.
+* Metrics (``node.kubelet.metrics``): each pod sync's duration and the pod
+  startup SLI.
 """
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ from node.kubelet import admission, envvars, eviction, ipam, node_status, pressu
 from node.kubelet.backoff import Backoff
 from node.kubelet.heartbeat import NodeHeartbeat
 from node.kubelet.housekeeping import PodVolumesAndEviction
+from node.kubelet.metrics import KubeletMetrics
 from node.kubelet.prober import ProbeManager
 from node.runtime.fake import FakeRuntime
 from node.runtime import make_runtime
@@ -138,6 +141,7 @@ class Kubelet(PodVolumesAndEviction):
         self.capacity_bytes = memory_bytes(ephemeral_storage)
         self.next_housekeeping = 0.0
         self.prober = ProbeManager(self.runtime, self.recorder, clock=clock, wall=wall, log=self.log)
+        self.metrics = KubeletMetrics()
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -242,11 +246,13 @@ class Kubelet(PodVolumesAndEviction):
         self.finished.discard(uid)
         self.backoff.forget(uid)
         self.prober.remove_pod(uid)
+        self.metrics.forget(uid)
 
     def _sync_dirty(self) -> None:
         # Oldest pods first, as the kubelet admits them (HandlePodAdditions sorts by creation time).
         keys, self.dirty = sorted(self.dirty, key=self._creation_order), set()
         for ns, name in keys:
+            done = self.metrics.time_sync(self._sync_operation(ns, name))
             try:
                 self._sync_pod(ns, name)
             except APIError as e:
@@ -256,6 +262,16 @@ class Kubelet(PodVolumesAndEviction):
                                  code=e.code, error=e.message)
             except Exception:   # one pod's failure must not stop the others (pod workers)
                 self.log.exception("pod_sync_error", kind="Pod", namespace=ns, name=name)
+            finally:
+                done()
+
+    def _sync_operation(self, ns: str, name: str) -> str:
+        md = ((self.informer.get(name, ns) if self.informer is not None else None) or {}).get("metadata") or {}
+        if md.get("deletionTimestamp"):
+            return "kill"
+        uid = md.get("uid", "")
+        known = uid in self.admitted or uid in self.rejected or uid in self.finished
+        return "sync" if known else "create"
 
     def _creation_order(self, key: tuple[str, str]) -> tuple[str, str, str]:
         pod = self.informer.get(key[1], key[0]) if self.informer is not None else None
@@ -302,6 +318,7 @@ class Kubelet(PodVolumesAndEviction):
         actions = sync.compute_pod_actions(pod, containers, sandbox, wall, self.backoff,
                                            self.prober.restart_ids)
         if actions.create_sandbox:
+            self.metrics.track(uid)
             sandbox_id = self.runtime.run_pod_sandbox(
                 pod, ipam.allocate(self.cfg.pod_cidr, (s.ip for s in self.runtime.list_pod_sandboxes()
                                                   if s.state == SANDBOX_READY)))
@@ -319,6 +336,7 @@ class Kubelet(PodVolumesAndEviction):
                                          host_ip=self.cfg.node_ip, runtime_name=self.runtime.name,
                                          probes=self.prober.status_for(uid, containers))
         self._post_status(pod, status)
+        self.metrics.observe_status(pod, status, wall)
         if status["phase"] in sync.TERMINAL:
             # A finished pod's containers never run again: stop its sandbox so the
             # pod IP goes back to the pool (the status keeps podIP, as in Kubernetes).

@@ -22,7 +22,8 @@ Contract
   text writes it atomically to ``<root_dir>/var/lib/kemu/proxy-rules.txt``
   (what ``kemu proxy rules NODE`` prints).
 * Each sync logs ``proxy_sync`` with ``duration_ms``, ``rules`` (lines of
-  rendered rules), ``services`` and ``endpoints``.
+  rendered rules), ``services`` and ``endpoints``, and observes its duration
+  in ``kubeproxy_sync_proxy_rules_duration_seconds`` (kube-proxy's metric).
 * ``forward=True`` (the kubelet sets it when its runtime is real) also moves
   real TCP: a ``forwarder.Forwarder`` (its own loop thread, started with the
   proxy) listens on every ClusterIP:port and on ``node_ip``:nodePort and
@@ -38,6 +39,7 @@ import random
 import time
 from typing import Any, Callable
 
+from emulator import metrics
 from emulator.api.errors import APIError
 from emulator.component import start_with_backoff
 from emulator.client import Client
@@ -82,6 +84,9 @@ class KubeProxy:
         self._retry_at = 0.0
         self.forwarder: Forwarder | None = Forwarder(node_name, node_ip) if forward else None
         self._listen_retry_at = 0.0
+        self.sync_duration = metrics.loop_histogram(   # the node's loop is one thread
+            "kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", (),
+            metrics.exponential_buckets(0.001, 2, 15))
 
     def _changed(self, *_: Any) -> None:
         self.dirty = True
@@ -149,8 +154,10 @@ class KubeProxy:
         if changed and self.forwarder is not None:
             self._listen_retry_at = self.clock() + LISTEN_RETRY_PERIOD
             self.forwarder.update(table)
+        elapsed = time.perf_counter() - t0
+        self.sync_duration.observe((), elapsed)
         self.log.info("proxy_sync", node_name=self.node_name,
-                      duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+                      duration_ms=round(elapsed * 1000, 3),
                       rules=text.count("\n-A "), services=len(table.services),
                       endpoints=sum(len(s.endpoints) for s in table.services), changed=changed)
 
