@@ -81,3 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     px.add_argument("--clients", type=_positive(int), default=4, help="concurrent clients (closed loop)")
     px.add_argument("--body-bytes", type=_positive(int), default=1024, help="response body size")
     px.set_defaults(func=lambda args: __import__("lab.bench.proxy", fromlist=["main"]).main(args))
+    lg = bsub.add_parser("logs", help="filtering a large lab log (default 1Gi): MB/s and peak RSS")
+    lg.add_argument("--size", default="1Gi", help="bytes of logs to generate (a quantity: 1Gi, 50Mi)")
+    lg.add_argument("--files", type=_positive(int), default=100, help="process log files")
+    lg.add_argument("--dir", help="where to make the temporary log directory (default: $TMPDIR)")
+    lg.set_defaults(func=lambda args: __import__("lab.bench.logs", fromlist=["main"]).main(args))
