@@ -59,6 +59,16 @@ def run_controller_manager(ctx: ChildContext) -> None:
         shared_root=str(ctx.layout.shared))
 
 
+def run_metrics(ctx: ChildContext) -> None:
+    from emulator.profiles import get_profile
+    from lab.chaos.model import parse_duration
+    from lab.metrics_addon import run
+    interval = parse_duration(get_profile(ctx.config.profile).metrics_interval, "metrics_interval")
+    run(str(ctx.layout.run), str(ctx.layout.root / "metrics"), interval, lab=ctx.config.name,
+        log_path=str(ctx.layout.log_for(ctx.name)), port=ctx.config.metrics_port,
+        port_file=str(ctx.layout.run / "metrics.endpoint"))
+
+
 def run_dns(ctx: ChildContext) -> None:
     from control.dns.server import run
     run(server=ctx.server, profile_name=ctx.config.profile, listen_host="127.0.0.1",
@@ -71,6 +81,7 @@ ROLES: dict[str, Callable[[ChildContext], None]] = {
     "scheduler": run_scheduler,
     "controller-manager": run_controller_manager,
     "dns": run_dns,
+    "metrics": run_metrics,
 }
 
 
@@ -80,7 +91,8 @@ def preimport() -> list[str]:
     for mod in ("node.kubelet.kubelet", "control.scheduler.scheduler", "control.controllers.manager",
                 "emulator.client", "emulator.informer", "emulator.events", "emulator.transport.zmq",
                 "node.runtime.fake", "node.proxy.proxy", "control.dns.server", "dnslib",
-                "zmq", "msgpack",
+                "zmq", "msgpack", "prometheus_client", "emulator.metrics", "lab.metrics_addon",
+                "lab.chaos.model",
                 "structlog"):
         try:
             __import__(mod)

@@ -79,12 +79,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("--name", type=_name)
     rm.set_defaults(func=cmd_remove_node)
 
+    from lab.cli_metrics import add_parser as add_metrics_parser
+    add_metrics_parser(lsub, _name)
+
     logs = lsub.add_parser("logs", help="the merged log timeline")
     logs.add_argument("--name", type=_name)
-    logs.add_argument("--component")
-    logs.add_argument("--node")
-    logs.add_argument("--since", help="a duration (30s, 5m) or a time (RFC 3339)")
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--component", help="only this component (kubelet, scheduler, chaos, ...)")
+    logs.add_argument("--node", help="records written by or about this node")
+    logs.add_argument("--pod", metavar="[NAMESPACE/]NAME", help="records that name this pod")
+    logs.add_argument("--level", help="the minimum level: debug, info, warning or error")
+    logs.add_argument("--event", metavar="GLOB", help="event names matching a glob, e.g. 'pod_*'")
+    logs.add_argument("--since", help="a duration ago (30s, 5m) or a time (RFC 3339)")
+    logs.add_argument("--until", help="a duration ago (30s, 5m) or a time (RFC 3339)")
+    logs.add_argument("--grep", metavar="REGEX", help="a regular expression on the raw JSON line")
+    logs.add_argument("--fault", metavar="ID", help="everything within a fault's window (kemu chaos list)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("--json", action="store_true", help="print the JSON lines")
     logs.add_argument("--follow-seconds", type=float, help=argparse.SUPPRESS)
     logs.set_defaults(func=cmd_logs)
@@ -216,21 +225,41 @@ def cmd_remove_node(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    import resource
+
     from lab.lab import LabError
-    from lab.logs import Filter, follow, format_record, parse_since, timeline
+    from lab.logs import Filter, fault_window, follow, parse_since, print_timeline, use_color
+    try:   # the flags first, whichever lab is meant
+        since = parse_since(args.since, flag="--since") if args.since else None
+        until = parse_since(args.until, flag="--until") if args.until else None
+        Filter(level=args.level, grep=args.grep, event=args.event)
+    except ValueError as e:
+        return _fail(str(e))
     try:
         lab = _attach(args)
-        since = parse_since(args.since) if args.since else None
-    except (LabError, ValueError) as e:
+    except LabError as e:
         return _fail(str(e))
-    flt = Filter(component=args.component, node=args.node, since=since)
+    if args.fault:
+        try:
+            start, end = fault_window(lab.layout.logs, args.fault)
+        except ValueError as e:
+            return _fail(str(e))
+        since = max(since, start) if since else start
+        until = (min(until, end) if until else end) if end else until
+    flt = Filter(component=args.component, node=args.node, since=since, until=until, pod=args.pod,
+                 level=args.level, event=args.event, grep=args.grep)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:   # one open file per process of the lab while merging
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = sys.stdout
-    color = out.isatty()
+    color = use_color(out)
+    positions: dict = {} if args.follow else None
     try:
-        for rec, raw in timeline(lab.layout.logs, flt):
-            out.write((raw if args.json else format_record(rec, color)) + "\n")
+        print_timeline(lab.layout.logs, flt, out, args.json, color, positions)
         if args.follow:
-            follow(lab.layout.logs, flt, out, args.json, args.follow_seconds)
+            follow(lab.layout.logs, flt, out, args.json, args.follow_seconds, positions, color)
     except BrokenPipeError:
         pass
+    except KeyboardInterrupt:
+        return 130
     return 0

@@ -5,7 +5,9 @@ the flag and the fix. Node names are ``node-1`` .. ``node-N``; zones are
 assigned round-robin from ``zones``; every node runs ``runtime`` (fake,
 process or docker) unless ``runtime_for`` names another for it; each node gets a /24 for pod IPs out of
 127.64.0.0/10 (node i: ``127.(64 + i // 256).(i % 256).0/24``) and the node
-IP ``127.32.0.0 + i`` (``node_ip(i)``: node-1 is 127.32.0.1).
+IP ``127.32.0.0 + i`` (``node_ip(i)``: node-1 is 127.32.0.1). ``dns`` and
+``metrics`` turn those add-ons on (both by default); ``metrics_port`` is the
+metrics add-on's HTTP port on 127.0.0.1 (0: a free one).
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class LabConfig:
     port: int = 0
     dns: bool = True
     dns_port: int = 0
+    metrics: bool = True
+    metrics_port: int = 0
     node_names: list[str] = field(default_factory=list)
     runtime_for: dict[str, str] = field(default_factory=dict)   # per-node override: node -> runtime
 
@@ -92,6 +96,8 @@ class LabConfig:
             raise ValueError(f"--node-pods: must be at least 1, got {self.node_pods}")
         if not 0 <= self.dns_port <= 65535:
             raise ValueError(f"--dns-port: {self.dns_port} is not a port number (0 picks a free one)")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"--metrics-port: {self.metrics_port} is not a port number (0 picks a free one)")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port: {self.port} is not a port number (0 picks a free one)")
         if not self.node_names:

@@ -7,7 +7,8 @@ Contract
   everything the components need, freezes the heap (``gc.freeze``) and then
   forks the scheduler, the controller-manager and every node from itself
   (it is the zygote). The apiserver is a fresh interpreter (it owns the store).
-* Order: the apiserver, then the scheduler, controller-manager and DNS; nodes
+* Order: the apiserver, then the scheduler, controller-manager, DNS and the
+  metrics collector (``lab.metrics_addon``); nodes
   are forked once those have said they started (a byte on a pipe, as
   ``sd_notify`` does; at most 10 s), as kubeadm joins nodes to a running
   control plane.
@@ -39,14 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator import component, ctl
-from emulator.logging import configure, get_logger
+from emulator import component, ctl, metrics
+from emulator.logging import ENV_MAX_FILE_SIZE, ENV_MAX_LAB_SIZE, configure, get_logger
 from emulator.process import StopFlag, die_with_parent
 from lab.children import ROLES, ChildContext, preimport
 from lab.config import LabConfig
 from lab.paths import LabLayout
 
-CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager", "dns")
+CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager", "dns", "metrics")
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
 
@@ -97,7 +98,8 @@ class Supervisor:
             self._start_apiserver(self.children.setdefault(
                 "apiserver", Child("apiserver", "apiserver")))
             ready = [self._fork(self.children.setdefault(role, Child(role, role)), notify=True)
-                     for role in ("scheduler", "controller-manager") + (("dns",) if self.config.dns else ())]
+                     for role in ("scheduler", "controller-manager") + (("dns",) if self.config.dns else ())
+                     + (("metrics",) if self.config.metrics else ())]
             self._wait_started([fd for fd in ready if fd is not None])
             # Nodes wait at a starting gate until all are forked: a fork loop that
             # competes with a hundred starting children for two cores runs 3x slower.
@@ -211,6 +213,7 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 ctl_server = ctl.serve(c.name, self.layout.run, [c.name])
+                metrics.install(ctl_server)   # the ``metrics`` op; the registry is made after the fork
                 ROLES[c.role](ctx)
             except BaseException:
                 traceback.print_exc()
@@ -423,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     layout = LabLayout(Path(argv[0]))
     config = LabConfig.from_dict(json.loads(layout.config.read_text())).validate()
+    from emulator.profiles import get_profile
+    prof = get_profile(config.profile)   # every process's log rotation and the lab's cap (inherited)
+    os.environ.setdefault(ENV_MAX_FILE_SIZE, prof.log_max_file_size)
+    os.environ.setdefault(ENV_MAX_LAB_SIZE, prof.log_max_lab_size)
     configure("supervisor", lab=config.name, path=str(layout.log_for("supervisor")))
     return Supervisor(layout, config).main()
 

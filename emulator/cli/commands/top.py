@@ -1,4 +1,4 @@
-"""``kemu top nodes|pods``: resource usage, as ``kubectl top`` prints it.
+"""``kemu top nodes|pods|processes``: resource usage, as ``kubectl top`` prints it.
 
 Contract: the figures come from each node's usage summary (the kubelet's
 Summary API figures, ``<lab>/nodes/<node>/var/lib/kemu/stats-summary.json``,
@@ -9,11 +9,16 @@ allocatable; ``<unknown>`` for a node without figures). ``top pods`` (``-n``,
 ``-A``, ``-l``, ``--containers``): NAME CPU(cores) MEMORY(bytes). CPU prints
 as millicores (``250m``), memory as ``Mi``, as kubectl does. No figures at all
 gives kubectl's ``error: metrics not available yet`` and exit 1.
+``top processes`` needs no apiserver: every process of the lab
+(``run/state.json``, plus the supervisor) with NAME ROLE PID CPU(cores)
+CPU(%) MEMORY(bytes) (RSS), measured with psutil over one short window;
+a stopped lab gives ``error: the lab is not running``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,7 +34,8 @@ SUMMARY_FILE = Path("var") / "lib" / "kemu" / "stats-summary.json"   # node/kube
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("top", help="show CPU and memory usage of nodes or pods",
                               description="Display resource (CPU/memory) usage of nodes or pods.")
-    p.add_argument("what", choices=["nodes", "node", "no", "pods", "pod", "po"], help="nodes or pods")
+    p.add_argument("what", choices=["nodes", "node", "no", "pods", "pod", "po", "processes", "process", "proc"],
+                   help="nodes, pods or processes (the lab's own)")
     p.add_argument("name", nargs="?", help="one node or pod")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-l", "--selector", help="label selector (pods)")
@@ -71,6 +77,9 @@ def _top(ctx: Context) -> int | None:
     lab = lab_dir(a.lab_dir)
     if lab is None:
         raise CLIError("no current lab: start one with 'kemu lab up', or pass --lab-dir")
+    if a.what in ("processes", "process", "proc"):
+        _top_processes(ctx, lab)
+        return None
     summaries = _summaries(lab)
     if not summaries:
         raise CLIError("metrics not available yet")
@@ -127,6 +136,42 @@ def _top(ctx: Context) -> int | None:
                                   _mib(p["memory"]["workingSetBytes"])])
     _table(ctx, rows)
     return None
+
+
+def _lab_processes(lab: Path) -> list[dict]:
+    try:
+        state = json.loads((lab / "run" / "state.json").read_text())
+        sup = int((lab / "run" / "supervisor.pid").read_text().strip())
+    except (OSError, ValueError):
+        return []
+    procs = [{"name": "supervisor", "role": "supervisor", "pid": sup}]
+    return procs + [p for p in state.get("processes") or () if p.get("state") in ("running", "paused") and p.get("pid")]
+
+
+def _top_processes(ctx: Context, lab: Path) -> None:
+    import psutil
+    a = ctx.args
+    procs = [p for p in _lab_processes(lab) if not a.name or p["name"] == a.name]
+    if not procs:
+        raise CLIError(f'no process "{a.name}" in the lab' if a.name else "the lab is not running")
+    handles = {}
+    for p in procs:
+        try:
+            handles[p["name"]] = h = psutil.Process(p["pid"])
+            h.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(0.25)   # one sampling window for every process's CPU%
+    rows = [["NAME", "ROLE", "PID", "CPU(cores)", "CPU(%)", "MEMORY(bytes)"]]
+    for p in procs:
+        h = handles.get(p["name"])
+        try:
+            cpu, rss = h.cpu_percent(None), h.memory_info().rss
+        except (psutil.Error, AttributeError):
+            rows.append([p["name"], p["role"], str(p["pid"]), "<unknown>", "<unknown>", "<unknown>"])
+            continue
+        rows.append([p["name"], p["role"], str(p["pid"]), f"{int(cpu * 10)}m", f"{cpu:.0f}%", _mib(rss)])
+    _table(ctx, rows)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
