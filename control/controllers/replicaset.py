@@ -22,7 +22,8 @@ Contract
 * Status goes through the status subresource, only when it changed.
 * Events on the RS: ``SuccessfulCreate`` (``Created pod: NAME``),
   ``SuccessfulDelete`` (``Deleted pod: NAME``), ``FailedCreate``.
-* Logs: ``pods_created``, ``pods_deleted``, ``pod_adopted``, ``pod_released``.
+* Logs: ``pod_created`` (each pod, on the create's reply), ``pods_created``, ``pods_deleted``,
+  ``pod_adopted``, ``pod_released``.
 """
 from __future__ import annotations
 
@@ -232,6 +233,7 @@ class ReplicaSetController(cu.KeyedSync):
                     self.expectations.lower(key, 1)
                     continue
                 created += 1
+                self.log.info("pod_created", kind="Pod", namespace=ns, name=pod["metadata"]["name"], replicaset=key[1])
                 self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
             if failed is not None:
                 self.expectations.lower(key, n - attempted)   # the skipped batches

@@ -24,7 +24,9 @@ result) does, in order, bounded by ``scenario.duration`` once the lab is up:
    final objects, takes the lab down, and writes the run directory: ``out``,
    default ``<labdir>/../runs/<name>-<UTC timestamp>``, holding
    ``scenario.yaml``, ``result.json``, ``timeline.jsonl`` (the merged log),
-   ``objects.yaml`` (Nodes, and the namespaces used) and ``load.jsonl``.
+   ``objects.yaml`` (Nodes, and the namespaces used) and ``load.jsonl``; then
+   ``lab.report.generate`` writes ``report/`` in it (a failure there is a
+   warning, never a change of the verdict).
 
 The verdict is ``pass`` when every probe passed, every fault was injected
 and the lab came up; otherwise ``fail``. A continuous or onchaos probe passes
@@ -407,6 +409,12 @@ def run_scenario(sc: Scenario, out: str | Path | None = None, *, chaos_for: Call
     res["verdict"] = "pass" if ok else "fail"
     res["run_dir"] = str(out_dir)
     _write(out_dir, sc, res, lab, objects, run.load_records if run else [])
+    try:   # the report never changes the verdict
+        from lab.report import generate
+        generate(out_dir)
+        say(f"report: {out_dir / 'report' / 'report.html'}")
+    except Exception as e:   # noqa: BLE001
+        say(f"  warning: no report: {type(e).__name__}: {e}")
     say(f"verdict: {res['verdict'].upper()} ({sum(p['ok'] for p in res['probes'])}/{len(res['probes'])} "
         f"probes passed, {len(res['faults'])} fault(s)" +
         (f", load {res['load']['ok']}/{res['load']['sent']} ok" if res["load"] else "") + f"); run directory {out_dir}")
