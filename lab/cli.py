@@ -1,7 +1,7 @@
 """The ``kemu`` entry point: kubectl-style commands plus the process commands.
 
 Contract: kubectl-style commands come from ``emulator.cli.kubectl``; process
-commands (``apiserver``, ``bench``, ``lab``, ``demo``) are added here, because only ``lab`` may
+commands (``apiserver``, ``bench``, ``lab``, ``dashboard``, ``report``, ``demo``) are added here, because only ``lab`` may
 depend on every layer. Exit codes: 0 success, 1 an error the message
 explains, 2 bad usage (argparse).
 """
@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator.cli import kubectl
     from lab import cli_lab, images
     from lab.chaos import cli as chaos_cli
+    from lab.dashboard import cli as dashboard_cli
     from lab.bench import cli as bench_cli
+    from lab.report import cli as report_cli
     parser = argparse.ArgumentParser(prog="kemu", description="kemu: a Kubernetes cluster emulator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_lab.add_parser(sub)
     chaos_cli.add_parser(sub)
     images.add_parser(sub)
+    report_cli.add_parser(sub)
+    dashboard_cli.add_parser(sub)
     demo = sub.add_parser("demo", help="the main job: a 10-node lab, a node failure, a timeline")
     demo.add_argument("--runtime", choices=["fake", "process"], default="fake",
                       help="the nodes' runtime (process: real web servers and real traffic)")
