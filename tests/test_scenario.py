@@ -60,8 +60,8 @@ def test_unknown_fields_are_named_with_their_path() -> None:
 
 def test_unknown_probe_type_and_mode() -> None:
     d = base()
-    d["probes"][0]["type"] = "metric"
-    assert error(d) == "probes[0].type: unknown probe type 'metric'; use one of k8s, http, cmd, log"
+    d["probes"][0]["type"] = "promql"
+    assert error(d) == "probes[0].type: unknown probe type 'promql'; use one of k8s, http, cmd, log, metric"
     d = base()
     d["probes"][0]["mode"] = "always"
     assert "probes[0].mode: unknown mode 'always'" in error(d)

@@ -138,3 +138,60 @@ def test_attempt_retries_until_a_pass(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
     assert attempt(p, ProbeContext(client=None), stop)[2] == 1   # a stopped run does not retry
+
+
+def test_metric_probe(tmp_path: Path) -> None:
+    """last, max, increase and a histogram quantile over the collected samples, per the
+    documented metrics file format; buckets trimmed differently per process still add up."""
+    logs, mdir = tmp_path / "logs", tmp_path / "metrics"
+    logs.mkdir()
+    mdir.mkdir()
+
+    def scrape(proc: str, ts: str, samples: list) -> str:
+        return json.dumps({"ts": ts, "process": proc, "samples": samples}) + "\n"
+    h = "apiserver_request_duration_seconds_bucket"
+    (mdir / "node-1.jsonl").write_text(
+        scrape("node-1", "2026-01-01T00:00:01.000000Z", [["process_resident_memory_bytes", {}, 100.0],
+                                                         ["process_cpu_seconds_total", {}, 1.0]])
+        + scrape("node-1", "2026-01-01T00:00:02.000000Z", [["process_resident_memory_bytes", {}, 300.0],
+                                                           ["process_cpu_seconds_total", {}, 1.5]]))
+    (mdir / "apiserver.jsonl").write_text(
+        scrape("apiserver", "2026-01-01T00:00:02.000000Z", [
+            ["process_resident_memory_bytes", {}, 1000.0],
+            [h, {"verb": "GET", "resource": "pods", "le": "0.01"}, 90.0],
+            [h, {"verb": "GET", "resource": "pods", "le": "0.1"}, 100.0],
+            [h, {"verb": "GET", "resource": "pods", "le": "+Inf"}, 100.0],
+            [h, {"verb": "POST", "resource": "pods", "le": "1.0"}, 0.0],
+            [h, {"verb": "POST", "resource": "pods", "le": "2.5"}, 100.0],
+            [h, {"verb": "POST", "resource": "pods", "le": "+Inf"}, 100.0]]))
+    ctx = ProbeContext(client=None, logs=logs)
+    ok, detail = check(probe(type="metric", metric="process_resident_memory_bytes", condition="value==1300"), ctx)
+    assert ok, detail
+    assert check(probe(type="metric", metric="process_resident_memory_bytes", process="node-1",
+                       aggregate="max", condition="value==300"), ctx)[0]
+    assert check(probe(type="metric", metric="process_cpu_seconds_total", aggregate="increase",
+                       condition="value==0.5"), ctx)[0]
+    ok, detail = check(probe(type="metric", metric="apiserver_request_duration_seconds", quantile=0.5,
+                             labels={"verb": "GET"}, condition="value<=0.01"), ctx)
+    assert ok and "quantile" in detail, detail
+    # over both verbs: half the requests took over 1 s, so the p99 breaks the 1 s SLO
+    assert not check(probe(type="metric", metric="apiserver_request_duration_seconds", quantile=0.99,
+                           condition="value<=1"), ctx)[0]
+    ok, detail = check(probe(type="metric", metric="nothing_here", condition="value>0"), ctx)
+    assert not ok and "no samples" in detail
+    late = ProbeContext(client=None, logs=logs, since="2026-01-01T00:00:01.500000Z")
+    assert check(probe(type="metric", metric="process_cpu_seconds_total", aggregate="increase",
+                       condition="value==0"), late)[0]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"condition": "value>1"}, "probes[0].metric: required"),
+    ({"metric": "x"}, "probes[0].condition: required"),
+    ({"metric": "x", "condition": "status.x>1"}, "condition is on value"),
+    ({"metric": "x", "aggregate": "avg", "condition": "value>1"}, "probes[0].aggregate: unknown aggregate"),
+    ({"metric": "x", "quantile": 2, "condition": "value>1"}, "probes[0].quantile: expected a number"),
+])
+def test_metric_probe_bad_fields(spec: dict, words: str) -> None:
+    from lab.chaos.scenario import ScenarioError
+    with pytest.raises(ScenarioError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        probe(type="metric", **spec)

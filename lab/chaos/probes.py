@@ -23,6 +23,14 @@ last failure. The types:
 * ``log``: over the lab's merged log since the run started: records whose
   ``event`` matches the glob ``event`` (and ``component``, and every
   ``match`` key=value); ``present: true`` passes when there is one.
+* ``metric``: over the samples the lab collected since the run started
+  (``<labdir>/metrics/``, ``lab.metrics_store``): the series named ``metric``
+  (from ``process``, with every ``labels`` key=value), summed per scrape, then
+  ``aggregate``: ``last`` (the sum of each process's latest value), ``max`` or
+  ``min`` (over every scrape), ``increase`` (each process's last minus first,
+  summed) or ``quantile`` (``quantile`` of the histogram ``metric`` from each
+  process's latest buckets, summed). ``condition`` is ``value OP NUMBER``. No
+  sample yet is a failed attempt.
 """
 from __future__ import annotations
 
@@ -195,8 +203,62 @@ def _log(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
     return not want, f"{desc} not found"
 
 
+def _metric(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
+    from lab import metrics_store
+    s = p.spec
+    if ctx.logs is None:
+        return False, "no lab to read metrics from"
+    mdir = Path(ctx.logs).parent / "metrics"
+    name, agg = str(s["metric"]), s.get("aggregate", "last")
+    want = {str(k): str(v) for k, v in (s.get("labels") or {}).items()}
+    series_name = name + "_bucket" if agg == "quantile" else name
+    per_proc: dict[str, list[tuple[str, float]]] = {}      # process -> [(ts, sum of the scrape)]
+    buckets: dict[str, tuple[str, dict[float, float]]] = {}   # process -> (ts, le -> count)
+    for ts, proc, sname, labels, value in metrics_store.read(mdir, name=series_name, process=s.get("process"),
+                                                             since=ctx.since or None):
+        if sname != series_name or any(str(labels.get(k)) != v for k, v in want.items()):
+            continue
+        if agg == "quantile":
+            last_ts, les = buckets.get(proc, ("", {}))
+            if ts != last_ts:
+                les = {}
+            le = float(labels.get("le", "inf"))
+            les[le] = les.get(le, 0.0) + value
+            buckets[proc] = (ts, les)
+            continue
+        rows = per_proc.setdefault(proc, [])
+        if rows and rows[-1][0] == ts:
+            rows[-1] = (ts, rows[-1][1] + value)
+        else:
+            rows.append((ts, value))
+    what = f"{agg} of {name}" + (f" {s['quantile']}" if agg == "quantile" else "") + \
+        (f" on {s['process']}" if s.get("process") else "")
+    if agg == "quantile":
+        # the files keep only the buckets that change; a missing le holds the count below it
+        edges = sorted({le for _ts, les in buckets.values() for le in les})
+        total = dict.fromkeys(edges, 0.0)
+        for _ts, les in buckets.values():
+            have = sorted(les.items())
+            for le in edges:
+                total[le] += max((n for b, n in have if b <= le), default=0.0)
+        value = metrics_store.histogram_quantile(float(s["quantile"]), sorted(total.items()))
+    elif not per_proc:
+        value = None
+    elif agg == "last":
+        value = sum(rows[-1][1] for rows in per_proc.values())
+    elif agg == "increase":
+        value = sum(rows[-1][1] - rows[0][1] for rows in per_proc.values())
+    else:
+        pick = max if agg == "max" else min
+        value = pick(v for rows in per_proc.values() for _ts, v in rows)
+    _fld, op, limit = s["_cond"]
+    if value is None:
+        return False, f"{what}: no samples yet"
+    return compare(value, op, limit), f"{what} = {value:g} (want {op}{limit})"
+
+
 CHECKS: dict[str, Callable[[Probe, ProbeContext], tuple[bool, str]]] = {
-    "k8s": _k8s, "http": _http, "cmd": _cmd, "log": _log}
+    "k8s": _k8s, "http": _http, "cmd": _cmd, "log": _log, "metric": _metric}
 
 
 def check(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:

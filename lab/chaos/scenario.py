@@ -39,7 +39,8 @@ from lab.paths import check_lab_name
 
 KNOWN_KINDS = ("kill", "restart", "pause", "crash-loop", "pod-kill", "node-taint", "node-drain",
                "disk-fill", "memory-pressure", "cpu-stress")
-PROBE_TYPES = ("k8s", "http", "cmd", "log")
+PROBE_TYPES = ("k8s", "http", "cmd", "log", "metric")
+AGGREGATES = ("last", "max", "min", "increase", "quantile")
 MODES = ("sot", "eot", "continuous", "onchaos")
 _DUR = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -166,6 +167,7 @@ _PROBE_FIELDS = {
     "http": ("url", "service", "port", "path", "expect"),
     "cmd": ("command", "expectExit", "expectOutput"),
     "log": ("component", "event", "present", "match", "since"),
+    "metric": ("metric", "process", "labels", "aggregate", "quantile", "condition"),
 }
 
 
@@ -234,6 +236,25 @@ def parse_probe(d: Any, path: str, need_mode: bool = True) -> Probe:
             raise ScenarioError(f"{path}.present: expected true or false")
         if "match" in s:
             _mapping(s["match"], f"{path}.match")
+    elif typ == "metric":
+        if not s.get("metric"):
+            raise ScenarioError(f"{path}.metric: required (a metric name, e.g. process_resident_memory_bytes)")
+        agg = s.get("aggregate", "quantile" if "quantile" in s else "last")
+        if agg not in AGGREGATES:
+            raise ScenarioError(f"{path}.aggregate: unknown aggregate {agg!r}; use one of {', '.join(AGGREGATES)}")
+        s["aggregate"] = agg
+        if agg == "quantile":
+            q = s.get("quantile")
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+                raise ScenarioError(f"{path}.quantile: expected a number between 0 and 1 (e.g. 0.99), got {q!r}")
+        if "labels" in s:
+            _mapping(s["labels"], f"{path}.labels")
+        if "condition" not in s:
+            raise ScenarioError(f"{path}.condition: required, on the field value (e.g. value<=0.5)")
+        s["_cond"] = parse_condition(s["condition"], f"{path}.condition")
+        if s["_cond"][0] != "value":
+            raise ScenarioError(f"{path}.condition: a metric probe's condition is on value "
+                                f"(e.g. value<=0.5), not {s['_cond'][0]!r}")
     return p
 
 
