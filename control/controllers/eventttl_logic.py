@@ -13,20 +13,13 @@ Contract
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable
+
+from control.controllers.controller_utils import parse_time
 
 
 def _parse(ts: Any) -> float | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return parse_time(ts) if isinstance(ts, str) else None
 
 
 def last_update(event: dict) -> float | None:
