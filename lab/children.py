@@ -4,12 +4,14 @@ Contract: ``ROLES[role](ctx)`` runs one component until it is told to stop
 (SIGTERM) and returns. It is called in a child forked from the supervisor
 (the zygote), after the fork, so every ZeroMQ context and logger is created
 in the child. ``ctx`` carries the lab's layout and configuration, the
-process's name and node index, and the apiserver's address.
+process's name and node index, and the apiserver's address; a node host's
+(role ``nodehost``) also its nodes (``members``: name, index), the ones to
+start (``start``; None: all) and its end of the supervisor's command channel.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from lab.config import LabConfig
@@ -23,6 +25,9 @@ class ChildContext:
     name: str
     index: int
     server: str
+    members: list[tuple[str, int]] = field(default_factory=list)
+    start: list[str] | None = None
+    command_fd: int | None = None
 
 
 # Fault hook for start-up experiments (and the test of it): a node named in
@@ -43,6 +48,20 @@ def run_node(ctx: ChildContext) -> None:
         pod_cidr=ctx.config.pod_cidr(ctx.index), ephemeral_storage=ctx.config.node_ephemeral_storage,
         node_ip=ctx.config.node_ip(ctx.index),
         shared_root=str(ctx.layout.shared), runtime=ctx.config.runtime_for_node(ctx.name))
+
+
+def run_nodehost(ctx: ChildContext) -> None:
+    from node.host import run
+    from node.host_node import NodeSpec
+    cfg = ctx.config
+    specs = [NodeSpec(name, str(ctx.layout.node_root(name)), zone=cfg.zone_for(i), cpu=cfg.node_cpu,
+                      memory=cfg.node_memory, pods=cfg.node_pods,
+                      ephemeral_storage=cfg.node_ephemeral_storage, node_ip=cfg.node_ip(i),
+                      pod_cidr=cfg.pod_cidr(i), shared_root=str(ctx.layout.shared))
+             for name, i in ctx.members]
+    run(ctx.server, specs, cfg.profile, run_dir=str(ctx.layout.run),
+        log_path=str(ctx.layout.log_for(ctx.name)), lab=cfg.name, command_fd=ctx.command_fd,
+        start=ctx.start)
 
 
 def run_scheduler(ctx: ChildContext) -> None:
@@ -78,6 +97,7 @@ def run_dns(ctx: ChildContext) -> None:
 
 ROLES: dict[str, Callable[[ChildContext], None]] = {
     "node": run_node,
+    "nodehost": run_nodehost,
     "scheduler": run_scheduler,
     "controller-manager": run_controller_manager,
     "dns": run_dns,
@@ -88,7 +108,8 @@ ROLES: dict[str, Callable[[ChildContext], None]] = {
 def preimport() -> list[str]:
     """Import everything the children run, so each fork starts warm. Returns what failed."""
     failed = []
-    for mod in ("node.kubelet.kubelet", "control.scheduler.scheduler", "control.controllers.manager",
+    for mod in ("node.kubelet.kubelet", "node.host", "node.host_ctl",
+                "control.scheduler.scheduler", "control.controllers.manager",
                 "emulator.client", "emulator.informer", "emulator.events", "emulator.transport.zmq",
                 "node.runtime.fake", "node.proxy.proxy", "control.dns.server", "dnslib",
                 "zmq", "msgpack", "prometheus_client", "emulator.metrics", "lab.metrics_addon",

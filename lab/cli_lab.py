@@ -57,7 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--dir", help="lab directory (default: $KEMU_HOME/labs/NAME)")
     up.add_argument("--no-dns", action="store_true", help="leave out the DNS add-on")
     up.add_argument("--dns-port", type=int, default=0, help="DNS port on 127.0.0.1 (0: any free one)")
+    up.add_argument("--no-metrics", action="store_true", help="leave out the metrics add-on")
+    up.add_argument("--metrics-port", type=int, default=0,
+                    help="the metrics add-on's Prometheus port on 127.0.0.1 (0: any free one)")
     up.add_argument("--timeout", type=float, help="seconds to wait for the nodes to be Ready")
+    up.add_argument("--nodes-per-process", type=_count("--nodes-per-process"), default=1, metavar="K",
+                    help="pack K nodes into each node-host process (fake runtime only; default 1)")
     up.set_defaults(func=cmd_up)
 
     for name, fn, hlp in (("down", cmd_down, "stop a lab"), ("status", cmd_status, "the lab's processes"),
@@ -111,7 +116,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                   runtime_for=args.runtime_for,
                   node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
                   node_ephemeral_storage=args.node_ephemeral_storage, zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
-                  dns=not args.no_dns, dns_port=args.dns_port)
+                  dns=not args.no_dns, dns_port=args.dns_port, nodes_per_process=args.nodes_per_process,
+                  metrics=not args.no_metrics, metrics_port=args.metrics_port)
     except ValueError as e:
         return _fail(str(e))
     try:
@@ -126,6 +132,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  apiserver: {lab.server}")
     if lab.dns_address:
         print(f"  dns:       {lab.dns_address}")
+    if lab.metrics_address:
+        print(f"  metrics:   {lab.metrics_address}   (Prometheus text)")
     print("  try:       kemu get nodes      (this lab is now the current one)")
     print(f"  or:        export KEMU_SERVER={lab.server}")
     return 0
@@ -170,7 +178,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ready = 0
     if args.output == "json":
         print(json.dumps({"lab": lab.name, "running": lab.running(), "ready_nodes": ready,
-                          "dns": lab.dns_address,
+                          "dns": lab.dns_address, "metrics": lab.metrics_address,
                           "nodes": len(lab.nodes), "processes": rows}, indent=1))
         return 0
     lines = ["NAME\tROLE\tPID\tSTATE\tCPU%\tRSS\tUPTIME\tRESTARTS"]
@@ -184,6 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"\n{ready}/{len(lab.nodes)} nodes Ready" + ("" if lab.running() else " (the lab is down)"))
     print(f"apiserver: {lab.server if lab.running() else '-'}")
     print(f"dns:       {lab.dns_address or '-'}")
+    print(f"metrics:   {lab.metrics_address or '-'}")
     return 0
 
 

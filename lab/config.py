@@ -8,6 +8,9 @@ process or docker) unless ``runtime_for`` names another for it; each node gets a
 IP ``127.32.0.0 + i`` (``node_ip(i)``: node-1 is 127.32.0.1). ``dns`` and
 ``metrics`` turn those add-ons on (both by default); ``metrics_port`` is the
 metrics add-on's HTTP port on 127.0.0.1 (0: a free one).
+``nodes_per_process`` K > 1 packs the nodes into node hosts (``node.host``),
+``nodehost-1`` holding node-1..node-K and so on (``host_groups()``); hosts run
+the fake runtime only.
 """
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ class LabConfig:
     metrics_port: int = 0
     node_names: list[str] = field(default_factory=list)
     runtime_for: dict[str, str] = field(default_factory=dict)   # per-node override: node -> runtime
+    nodes_per_process: int = 1   # K > 1: K nodes in each node-host process (node.host)
 
     def validate(self) -> "LabConfig":
         check_lab_name(self.name)
@@ -109,7 +113,33 @@ class LabConfig:
             if rt not in RUNTIMES:
                 raise ValueError(f'--runtime-for: unsupported runtime "{rt}" for {node}; supported: '
                                  f'{", ".join(RUNTIMES)}')
+        self._check_packing()
         return self
+
+    def _check_packing(self) -> None:
+        k = self.nodes_per_process
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"--nodes-per-process: must be a whole number of at least 1, got {k!r}")
+        if k > 1:
+            real = [n for n in self.node_names if self.runtime_for_node(n) != "fake"]
+            if real:
+                raise ValueError(f'--nodes-per-process: node hosts run the fake runtime only, but '
+                                 f'{real[0]} runs "{self.runtime_for_node(real[0])}" (--runtime/'
+                                 f'--runtime-for); use --nodes-per-process 1 with a real runtime')
+
+    @property
+    def packed(self) -> bool:
+        return self.nodes_per_process > 1
+
+    def host_groups(self, names: list[str] | None = None, first_host: int = 1,
+                    first_index: int = 1) -> list[tuple[str, list[tuple[str, int]]]]:
+        """``[(host name, [(node name, node index), ...]), ...]``: ``names`` (default every
+        node) in order, ``nodes_per_process`` to a host, hosts numbered from ``first_host``."""
+        names = self.node_names if names is None else names
+        k = self.nodes_per_process
+        indexed = list(zip(names, range(first_index, first_index + len(names))))
+        return [(f"nodehost-{first_host + h}", indexed[h * k:(h + 1) * k])
+                for h in range((len(indexed) + k - 1) // k)]
 
     def runtime_for_node(self, name: str) -> str:
         """The node's runtime: its ``--runtime-for`` override, else ``--runtime``."""

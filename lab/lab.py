@@ -15,9 +15,12 @@ lab that is already running.
 the supervisor; ``lab.down()`` stops everything and never fails because
 processes are already dead. ``runtime`` (fake, process, docker) is every
 node's, ``runtime_for`` ({node: runtime}, or ``["node-3=process"]``)
-overrides it per node. Containers of the process runtime outlive a killed
-node process (its restarted kubelet adopts them) but not the lab: ``down()``
-and ``remove_node()`` kill every one left under the node roots. ``lab.chaos``
+overrides it per node. ``nodes_per_process`` K > 1 packs K nodes into each
+node-host process (fake runtime only); ``kill``, ``restart`` and
+``remove_node`` of a packed node still act on that node only. Containers of
+the process runtime outlive a killed node process (its restarted kubelet
+adopts them) but not the lab: ``down()`` and ``remove_node()`` kill every one
+left under the node roots. ``lab.chaos``
 (``lab.chaos.Chaos``) injects and heals faults; ``down()`` heals every active one
 first and stops their healers.
 """
@@ -102,14 +105,17 @@ class Lab:
                  node_pods: int = 110, node_ephemeral_storage: str = "100Gi",
                  zones: str | list[str] = "1", port: int = 0, dir: str | Path | None = None,
                  ready_timeout: float | None = None, make_current: bool = True, dns: bool = True,
-                 dns_port: int = 0, runtime_for: dict[str, str] | list[str] | None = None) -> None:
+                 dns_port: int = 0, runtime_for: dict[str, str] | list[str] | None = None,
+                 nodes_per_process: int = 1, metrics: bool = True, metrics_port: int = 0) -> None:
         self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
                                 runtime_for=(dict(runtime_for) if isinstance(runtime_for, dict)
                                              else parse_runtime_for(runtime_for)),
                                 node_cpu=node_cpu, node_memory=node_memory, node_pods=node_pods,
                                 node_ephemeral_storage=node_ephemeral_storage,
                                 zones=parse_zones(zones) if isinstance(zones, str) else list(zones),
-                                port=port, dns=dns, dns_port=dns_port)
+                                port=port, dns=dns, dns_port=dns_port, metrics=metrics,
+                                metrics_port=metrics_port)
+        self.config.nodes_per_process = nodes_per_process   # K > 1: node hosts (node.host)
         self.layout = LabLayout(Path(dir) if dir else lab_dir_for(name))
         self.ready_timeout = ready_timeout
         self.make_current = make_current
@@ -157,6 +163,14 @@ class Lab:
         except OSError:
             raise LabError(f"lab {self.name} has no running apiserver ({self.layout.endpoint} "
                            "is missing)") from None
+
+    @property
+    def metrics_address(self) -> str | None:
+        """``http://127.0.0.1:P/metrics`` of the metrics add-on (Prometheus text), once it serves."""
+        try:
+            return (self.layout.run / "metrics.endpoint").read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def dns_address(self) -> str | None:

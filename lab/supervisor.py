@@ -23,6 +23,10 @@ Contract
   connection and answers one JSON reply: ``status``, ``add-nodes``,
   ``remove-node``, ``kill`` (any signal), ``restart``, ``down``.
 * ``run/state.json`` is rewritten on every change; readers never see half a file.
+* With ``nodes_per_process`` K > 1 the nodes run K to a node host (``nodehost-N``,
+  ``node.host``); each node still has its own record (``host``: its host, ``pid``:
+  the host's) and ``kill``/``restart``/``remove-node`` of a node act on that node
+  only, in its host (``lab.supervisor_hosts``).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from emulator.process import StopFlag, die_with_parent
 from lab.children import ROLES, ChildContext, preimport
 from lab.config import LabConfig
 from lab.paths import LabLayout
+from lab.supervisor_hosts import HostError, NodeHosts
 
 CONTROL_PLANE = ("apiserver", "scheduler", "controller-manager", "dns", "metrics")
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
@@ -66,15 +71,23 @@ class Child:
     backoff: float = 1.0
     restart_at: float | None = None
     wanted: bool = True
+    host: str = ""                  # a node in a node host: the host's name
+    members: list[tuple[str, int]] = field(default_factory=list)   # a node host: its nodes
+    start_nodes: list[str] | None = None   # a node host's next start: only these (None: all)
+    cmd: socket.socket | None = None       # a node host: the supervisor's end of its commands
+    cmd_buf: bytes = b""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "pid": self.pid, "state": self.state,
-                "started_at": self.started_at, "restarts": self.restarts,
-                "exit_code": self.exit_code}
+        d = {"name": self.name, "role": self.role, "pid": self.pid, "state": self.state,
+             "started_at": self.started_at, "restarts": self.restarts,
+             "exit_code": self.exit_code}
+        if self.host:
+            d["host"] = self.host
+        return d
 
 
 @dataclass
-class Supervisor:
+class Supervisor(NodeHosts):
     layout: LabLayout
     config: LabConfig
     children: dict[str, Child] = field(default_factory=dict)
@@ -104,10 +117,13 @@ class Supervisor:
             # Nodes wait at a starting gate until all are forked: a fork loop that
             # competes with a hundred starting children for two cores runs 3x slower.
             gate_r, gate_w = os.pipe()
-            for i, name in enumerate(self.config.node_names, start=1):
-                self._fork(self.children.setdefault(name, Child(name, "node", i)), gate=(gate_r, gate_w))
+            forks = (self._new_hosts(self.config.node_names, 1) if self.config.packed else
+                     [self.children.setdefault(name, Child(name, "node", i))
+                      for i, name in enumerate(self.config.node_names, start=1)])
+            for c in forks:
+                self._fork(c, gate=(gate_r, gate_w))
             os.close(gate_r)
-            os.write(gate_w, b"g" * len(self.config.node_names))
+            os.write(gate_w, b"g" * len(forks))
             os.close(gate_w)
             self._save_state()
             while not self.stop:
@@ -124,7 +140,7 @@ class Supervisor:
     def _shutdown(self) -> None:
         for c in self.children.values():
             c.wanted = False
-        live = [c for c in self.children.values() if c.state in ("running", "paused")]
+        live = [c for c in self.children.values() if c.state in ("running", "paused") and not c.host]
         for c in live:
             self._signal(c, signal.SIGCONT)
             self._signal(c, signal.SIGTERM)
@@ -139,6 +155,9 @@ class Supervisor:
         while time.monotonic() < deadline and any(c.state in ("running", "paused") for c in live):
             self._reap()
             time.sleep(0.02)
+        for c in self.children.values():
+            if c.host and c.state in ("running", "paused"):
+                c.state = "exited"
         self._save_state(final=True)
         for p in (self.layout.supervisor_sock, self.layout.endpoint, self.layout.supervisor_pid):
             try:
@@ -193,8 +212,10 @@ class Supervisor:
     def _fork(self, c: Child, gate: tuple[int, int] | None = None, notify: bool = False) -> int | None:
         """Fork ``c``. With ``notify``, returns the read end of a pipe on which the
         child writes one byte once it has started (see emulator.component)."""
-        ctx = ChildContext(self.layout, self.config, c.name, c.index, self.server)
+        ctx = ChildContext(self.layout, self.config, c.name, c.index, self.server,
+                           members=list(c.members), start=c.start_nodes)
         ready_r, ready_w = os.pipe() if notify else (None, None)
+        cmd_parent, cmd_child = socket.socketpair() if c.role == "nodehost" else (None, None)
         pid = os.fork()
         if pid == 0:   # the child
             code = 0
@@ -202,6 +223,12 @@ class Supervisor:
             try:
                 if self.sock is not None:
                     self.sock.close()
+                for other in self.children.values():   # other hosts' command channels
+                    if other.cmd is not None:
+                        other.cmd.close()
+                if cmd_child is not None:
+                    cmd_parent.close()
+                    ctx.command_fd = cmd_child.detach()
                 if ready_w is not None:
                     os.close(ready_r)
                     component.notify_fd = ready_w
@@ -225,6 +252,10 @@ class Supervisor:
                 sys.stderr.flush()
                 os._exit(code)
         c.pid, c.popen, c.state, c.started_at, c.exit_code = pid, None, "running", time.time(), None
+        if cmd_child is not None:
+            cmd_child.close()
+            c.cmd, c.cmd_buf = cmd_parent, b""
+            self._host_forked(c)
         self.log.info("process started", process=c.name, role=c.role, pid=pid)
         if ready_w is not None:
             os.close(ready_w)
@@ -240,7 +271,7 @@ class Supervisor:
     def _reap(self) -> None:
         changed = False
         for c in self.children.values():
-            if c.state not in ("running", "paused"):
+            if c.state not in ("running", "paused") or c.host:
                 continue
             if c.popen is not None:
                 code = c.popen.poll()
@@ -259,6 +290,8 @@ class Supervisor:
             uptime = time.time() - c.started_at
             self.log.warning("process exited", process=c.name, role=c.role, pid=c.pid,
                              exit_code=code, uptime_s=round(uptime, 3))
+            if c.role == "nodehost":
+                self._host_exited(c, code)
             if c.wanted and c.role in CONTROL_PLANE and not self.stop:
                 if uptime > 60:
                     c.backoff = 1.0
@@ -346,12 +379,12 @@ class Supervisor:
             if count < 1:
                 return {"ok": False, "error": "add-nodes: count must be at least 1"}
             start = 1 + max([c.index for c in self.children.values() if c.role == "node"] or [0])
-            names = []
-            for i in range(start, start + count):
-                c = self.children.setdefault(f"node-{i}", Child(f"node-{i}", "node", i))
-                self.config.node_names.append(c.name)
+            names = [f"node-{i}" for i in range(start, start + count)]
+            self.config.node_names.extend(names)
+            forks = (self._new_hosts(names, start) if self.config.packed else
+                     [self.children.setdefault(n, Child(n, "node", i)) for i, n in enumerate(names, start)])
+            for c in forks:
                 self._fork(c)
-                names.append(c.name)
             self.config.nodes = len(self.config.node_names)
             self.layout.write_json(self.layout.config, self.config.as_dict())
             self._save_state()
@@ -365,15 +398,21 @@ class Supervisor:
             if c.role != "node":
                 return {"ok": False, "error": f"{name} is not a node"}
             c.wanted = False
-            self._signal(c, signal.SIGCONT)
-            self._signal(c, signal.SIGTERM)
+            if c.host:
+                self._packed_remove(c)
+            else:
+                self._signal(c, signal.SIGCONT)
+                self._signal(c, signal.SIGTERM)
             del self.children[c.name]
             self.config.node_names.remove(c.name)
             self.config.nodes = len(self.config.node_names)
             self.layout.write_json(self.layout.config, self.config.as_dict())
             self._save_state()
-            self._reap_removed(c)
+            if not c.host:
+                self._reap_removed(c)
             return {"ok": True, "removed": c.name}
+        if op in ("kill", "restart") and c.host:
+            return self._handle_packed(op, c, req)
         if op == "kill":
             sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
             if sig is None:
@@ -404,6 +443,22 @@ class Supervisor:
             self.stop.set()
             return {"ok": True}
         return {"ok": False, "error": f"unknown control op {op!r}"}
+
+    def _handle_packed(self, op: str, c: Child, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            if op == "restart":
+                self._packed_restart(c)
+            else:
+                sig = SIGNALS.get(str(req.get("signal", "KILL")).upper())
+                if sig is None:
+                    return {"ok": False, "error": f"unknown signal {req.get('signal')!r}; "
+                                                  f"one of {', '.join(SIGNALS)}"}
+                self._packed_signal(c, sig)
+        except HostError as e:
+            return {"ok": False, "error": f"{c.name}: {e}"}
+        finally:
+            self._save_state()
+        return {"ok": True}
 
     def _reap_removed(self, c: Child) -> None:
         deadline = time.monotonic() + 5

@@ -89,3 +89,28 @@ def test_lab_collects_every_process_metrics_and_serves_them() -> None:
         assert {"supervisor", "apiserver", "scheduler", "controller-manager", "metrics", "node-1", "node-2"} \
             <= {r[0] for r in table[1:]}
         assert all(r[5].endswith("Mi") for r in table[1:])
+
+
+@pytest.mark.timeout(120)
+def test_lab_up_without_the_metrics_add_on(kemu_home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "KEMU_HOME": str(kemu_home)}
+
+    def kemu(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=90)
+    r = kemu("lab", "up", "--nodes", "1", "--name", "nometrics", "--profile", "fast", "--no-dns",
+             "--no-metrics")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "metrics:" not in r.stdout
+        status = kemu("lab", "status", "--name", "nometrics", "-o", "json")
+        data = __import__("json").loads(status.stdout)
+        assert data["metrics"] is None and "metrics" not in {p["name"] for p in data["processes"]}
+        bad = kemu("lab", "up", "--nodes", "1", "--name", "badport", "--metrics-port", "70000")
+        assert bad.returncode != 0 and "--metrics-port" in bad.stderr
+    finally:
+        kemu("lab", "down", "--name", "nometrics")

@@ -2,7 +2,11 @@
 
 Contract
 --------
-Everything goes through the supervisor (``Lab.kill`` with a signal, ``Lab.restart``):
+Everything goes through the supervisor (``Lab.kill`` with a signal, ``Lab.restart``).
+A node packed in a node host (``--nodes-per-process``) is a target of its own: the
+supervisor turns the signal into that node's ``node-stop`` / ``node-pause`` /
+``node-resume`` in its host, and ``restart`` into ``node-stop`` + ``node-start``; the
+host's other nodes go on (``lab.supervisor_hosts``).
 
 * ``kill``: SIGKILL. The supervisor does not restart a killed node (its real
   containers die with it); it restarts a control-plane process itself (back-off
@@ -38,12 +42,13 @@ def process_pids(lab: Any) -> dict[str, int]:
 
 def wait_reaped(lab: Any, killed: dict[str, int], timeout: float = 5.0) -> None:
     """Wait until the supervisor has seen each killed pid exit (its state file lags the
-    signal by up to one loop), so that a heal right after a kill sees the process dead."""
+    signal by up to one loop), so that a heal right after a kill sees the process dead.
+    A packed node (``host`` set) has no lag, and its pid is its host's: not waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         procs = {p["name"]: p for p in lab.processes()}
-        if all(n not in procs or procs[n]["pid"] != pid or procs[n]["state"] not in ("running", "paused")
-               for n, pid in killed.items()):
+        if all(n not in procs or procs[n].get("host") or procs[n]["pid"] != pid
+               or procs[n]["state"] not in ("running", "paused") for n, pid in killed.items()):
             return
         time.sleep(0.02)
 

@@ -189,6 +189,10 @@ class Kubelet(PodVolumesAndEviction):
             except APIError as e:
                 self.log.warning("housekeeping_failed", code=e.code, error=e.message)
 
+    def next_due(self) -> float:
+        """When ``step`` next has timed work (a node host steps a node only when it is due)."""
+        return self._next_due(self.clock())
+
     def _next_due(self, now: float) -> float:
         due = [self.heartbeat.next_due(), self.next_resync, self.next_housekeeping]
         rt = self.runtime.next_event(now)

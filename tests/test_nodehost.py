@@ -1,0 +1,96 @@
+"""The node host in-process (``node.host``): three nodes in one loop against a real
+apiserver in a thread; node operations; a node under netem rules gets a thread of
+its own and comes back to the loop when they are gone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator import netem
+from emulator.api.errors import APIError
+from emulator.client import Client
+from emulator.profiles import get_profile
+from node.host import NodeHost
+from node.host_node import NodeSpec
+
+
+def ready(client: Client, node: str) -> str | None:
+    try:
+        obj = client.get("Node", node)
+    except APIError:
+        return None
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == "Ready":
+            return c["status"]
+    return None
+
+
+def drive(host: NodeHost, predicate, what: str, timeout: float = 20.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        host.run_once(0.05)
+
+
+@pytest.fixture
+def host(apiserver_addr: str, tmp_path: Path):
+    specs = [NodeSpec(f"node-{i}", str(tmp_path / f"node-{i}"), node_ip=f"127.32.0.{i}",
+                      pod_cidr=f"127.64.{i}.0/24") for i in (1, 2, 3)]
+    h = NodeHost(apiserver_addr, specs, get_profile("fast"))
+    h.start()
+    yield h
+    h.close()
+
+
+@pytest.mark.timeout(60)
+def test_three_nodes_in_one_loop_and_node_operations(host: NodeHost, apiserver_addr: str) -> None:
+    with Client(apiserver_addr) as c:
+        drive(host, lambda: all(ready(c, f"node-{i}") == "True" for i in (1, 2, 3)), "3 nodes Ready")
+        for i in (1, 2, 3):   # each node has its own directory, Lease and proxy table
+            assert c.get("Lease", f"node-{i}", "kube-node-lease")["spec"]["holderIdentity"] == f"node-{i}"
+            assert (Path(host.nodes[f"node-{i}"].spec.root_dir)).is_dir()
+        assert len({id(n.current.client) for n in host.nodes.values()}) == 3
+
+        with pytest.raises(ValueError, match='node: Not found: "node-9"'):
+            host.command("node-stop", {"node": "node-9"})
+        with pytest.raises(ValueError, match="node-1 is already running"):
+            host.command("node-start", {"node": "node-1"})
+        with pytest.raises(ValueError, match="unknown op 'node-explode'"):
+            host.command("node-explode", {"node": "node-1"})
+
+        assert host.command("node-stop", {"node": "node-2"}) == {"node": "node-2", "state": "stopped"}
+        assert "node-2" not in host._polled
+        lease = c.get("Lease", "node-2", "kube-node-lease")["spec"]["renewTime"]
+        renewed = c.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
+        drive(host, lambda: c.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"] != renewed,
+              "node-1 renews its Lease")
+        assert c.get("Lease", "node-2", "kube-node-lease")["spec"]["renewTime"] == lease
+        host.command("node-start", {"node": "node-2"})
+        drive(host, lambda: c.get("Lease", "node-2", "kube-node-lease")["spec"]["renewTime"] != lease,
+              "node-2's fresh kubelet renews its Lease")
+
+        host.command("node-pause", {"node": "node-3"})
+        assert host.command("status", {}) == {"node-1": "running", "node-2": "running", "node-3": "paused"}
+        assert "node-3" not in host._polled
+        host.command("node-resume", {"node": "node-3"})
+        assert host.command("status", {})["node-3"] == "running"
+
+
+@pytest.mark.timeout(60)
+def test_a_node_under_netem_rules_runs_on_a_thread_until_they_go(host: NodeHost, apiserver_addr: str) -> None:
+    with Client(apiserver_addr) as c:
+        drive(host, lambda: all(ready(c, f"node-{i}") == "True" for i in (1, 2, 3)), "3 nodes Ready")
+        run = host.nodes["node-3"].current
+        try:
+            netem.TABLE.set_rules("node-3", [{"peers": ["node-1"], "delay": {"mean": 0.01}}])
+            drive(host, lambda: run.threaded, "node-3 detached onto its own thread")
+            assert "node-3" not in host._polled
+            lease = c.get("Lease", "node-3", "kube-node-lease")["spec"]["renewTime"]
+            drive(host, lambda: c.get("Lease", "node-3", "kube-node-lease")["spec"]["renewTime"] != lease,
+                  "node-3 renews its Lease from its thread")
+        finally:
+            netem.TABLE.set_rules("node-3", [])
+        drive(host, lambda: not run.threaded and "node-3" in host._polled, "node-3 back in the loop")
