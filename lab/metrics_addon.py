@@ -56,17 +56,39 @@ def now_rfc3339() -> str:
 
 
 def targets(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Running processes from ``state.json``: name -> {"role", "pid"}."""
+    """Running processes from ``state.json``: name -> {"role", "pid"}. A packed node
+    (one with a ``host``) is scraped through its host, once per host: the host's own
+    ctl socket reports the process's metrics."""
     try:
         state = json.loads((run_dir / "state.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {p["name"]: p for p in state.get("processes") or ()
-            if p.get("state") == "running" and p.get("name") != PROCESS}
+    out: dict[str, dict[str, Any]] = {}
+    for p in state.get("processes") or ():
+        if p.get("state") != "running" or p.get("name") == PROCESS:
+            continue
+        host = p.get("host")
+        if host:
+            out.setdefault(host, {"name": host, "role": "nodehost", "pid": p.get("pid")})
+        else:
+            out[p["name"]] = p
+    return out
+
+
+BATCH = 256   # sockets open at once: ZeroMQ's default context allows 1,023
 
 
 def scrape(run_dir: Path, names: list[str], timeout: float = SCRAPE_TIMEOUT) -> dict[str, list]:
-    """Ask each process for its metric families at once; returns those that answered."""
+    """Ask the processes for their metric families, ``BATCH`` at a time; returns those
+    that answered."""
+    out: dict[str, list] = {}
+    for i in range(0, len(names), BATCH):
+        out.update(_scrape_batch(run_dir, names[i:i + BATCH], timeout))
+    return out
+
+
+def _scrape_batch(run_dir: Path, names: list[str], timeout: float) -> dict[str, list]:
+    """Ask each process for its metric families at once."""
     zctx = zmq.Context.instance()
     socks: dict[zmq.Socket, str] = {}
     out: dict[str, list] = {}

@@ -65,6 +65,22 @@ def _informer_due(inf: Informer | None, now: float) -> float:
     return max(now, getattr(inf, "_retry_at", 0.0))
 
 
+def node_next_due(kubelet: Any, proxy: Any, client: Any) -> float:
+    """When a node's kubelet or kube-proxy next has work (monotonic time), for a loop
+    that sleeps until then (a node host, and a node process's own loop)."""
+    now = time.monotonic()
+    due = min(kubelet.next_due(), _informer_due(kubelet.informer, now),
+              _informer_due(proxy.services, now), _informer_due(proxy.slices, now),
+              proxy.next_due() if proxy.started else getattr(proxy, "_retry_at", now))
+    if any(w.events or w.gap for w in client._all_watches):
+        return now   # frames read during the turn's own requests: handle them now
+    conn = client._conn
+    for q in (getattr(conn, "_inq", None), getattr(conn, "_outq", None)):
+        if q:
+            due = min(due, q[0][0])   # a frame netem holds back (same monotonic clock)
+    return due
+
+
 class NodeRun:
     """One incarnation of a node: what a node process holds between its start and its death."""
 
@@ -120,19 +136,7 @@ class NodeRun:
     def next_due(self) -> float:
         if not self.started:
             return self._retry_at
-        now = time.monotonic()
-        proxy = self.proxy
-        due = min(self.kubelet.next_due(), _informer_due(self.kubelet.informer, now),
-                  _informer_due(proxy.services, now), _informer_due(proxy.slices, now),
-                  proxy.next_due() if proxy.started else getattr(proxy, "_retry_at", now))
-        client = self.client
-        if any(w.events or w.gap for w in client._all_watches):
-            return now   # frames read during the turn's own requests: handle them now
-        conn = client._conn
-        for q in (getattr(conn, "_inq", None), getattr(conn, "_outq", None)):
-            if q:
-                due = min(due, q[0][0])   # a frame netem holds back (same monotonic clock)
-        return due
+        return node_next_due(self.kubelet, self.proxy, self.client)
 
 
 class HostedNode:

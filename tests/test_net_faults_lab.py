@@ -103,7 +103,7 @@ def test_delay_and_loss_from_the_cli_heal_by_themselves_and_bad_params_are_refus
     with Lab(2, name="net-cli", profile="fast", dns=False) as lab:
         env = {"KEMU_HOME": str(kemu_home)}
         r = kemu("chaos", "delay", "node-1", "--param", "latency=100ms±20ms", "--param",
-                 "distribution=normal", "--for", "2s", "--name", "net-cli", env=env)
+                 "distribution=normal", "--for", "8s", "--name", "net-cli", env=env)
         assert r.returncode == 0, r.stderr
         fid = r.stdout.strip().split()[0]
         r = kemu("chaos", "loss", "apiserver", "--param", "percent=10%", "--name", "net-cli", env=env)
@@ -118,7 +118,7 @@ def test_delay_and_loss_from_the_cli_heal_by_themselves_and_bad_params_are_refus
             {"fault": fid, "delay": {"dist": "normal", "mean": 0.1, "jitter": 0.02},
              "peers": ["node-1"], "dir": "in"},
             {"fault": loss_id, "drop": 0.1, "peers": ["apiserver"], "dir": "in"}]
-        lab.wait_for(lambda: fid not in {f.id for f in lab.chaos.active()}, 20, what="the delay expires")
+        lab.wait_for(lambda: fid not in {f.id for f in lab.chaos.active()}, 30, what="the delay expires")
         assert kemu("chaos", "heal", loss_id, "--name", "net-cli", env=env).returncode == 0
         lab.wait_nodes_ready(["node-1", "node-2"], 20)
 
