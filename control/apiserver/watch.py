@@ -197,8 +197,13 @@ class WatchHub:
         return None, None
 
     def bookmark(self, rev: int, api_versions: dict[str, str]) -> None:
+        # One body per kind, shared by that kind's watchers: only the header is per watcher.
+        bodies: dict[str, bytes] = {}
         for w in list(self.watchers.values()):
             if w.bookmarks:
-                obj = {"kind": w.kind, "apiVersion": api_versions.get(w.kind, "v1"),
-                       "metadata": {"resourceVersion": str(rev)}}
-                self.deliver(w, pack_event_body("BOOKMARK", msgpack.packb(obj, use_bin_type=True)))
+                body = bodies.get(w.kind)
+                if body is None:
+                    obj = {"kind": w.kind, "apiVersion": api_versions.get(w.kind, "v1"),
+                           "metadata": {"resourceVersion": str(rev)}}
+                    body = bodies[w.kind] = pack_event_body("BOOKMARK", msgpack.packb(obj, use_bin_type=True))
+                self.deliver(w, body)

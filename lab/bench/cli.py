@@ -86,3 +86,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lg.add_argument("--files", type=_positive(int), default=100, help="process log files")
     lg.add_argument("--dir", help="where to make the temporary log directory (default: $TMPDIR)")
     lg.set_defaults(func=lambda args: __import__("lab.bench.logs", fromlist=["main"]).main(args))
+    sc2 = bsub.add_parser("scale", help="issue 9's scale suite: 1,000 node processes, scheduler, pod startup, "
+                          "node failure, node hosts; one JSON document")
+    sc2.add_argument("--quick", action="store_true",
+                     help="200 node processes (and 2,000 nodes in hosts): correctness checks only, no timings")
+    sc2.add_argument("--parts", help="comma-separated subset of: limits, nodes, pod-startup, scheduler, "
+                     "node-failure, hosts (default: all)")
+    sc2.add_argument("--table", help="also write the Markdown table of figures to this file")
+    sc2.set_defaults(func=lambda args: __import__("lab.bench.scale", fromlist=["main"]).main(args))
