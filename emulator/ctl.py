@@ -137,6 +137,16 @@ class CtlServer:
         except Exception as e:
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
 
+    def answer(self, sock: zmq.Socket, parts: list[bytes]) -> None:
+        """Handle one request (a ROUTER's frames) and send its reply back on ``sock``."""
+        if len(parts) < 2:
+            return
+        reply = self.handle(parts[-1])
+        try:
+            sock.send_multipart([*parts[:-1], msgpack.packb(reply, use_bin_type=True)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass   # the caller left
+
     def _serve(self) -> None:
         sock = self._sock
         assert sock is not None
@@ -146,14 +156,7 @@ class CtlServer:
                     if self._state_mtime() != self._mtime:
                         self._apply_saved()
                     continue
-                parts = sock.recv_multipart()
-                if len(parts) < 2:
-                    continue
-                reply = self.handle(parts[-1])
-                try:
-                    sock.send_multipart([*parts[:-1], msgpack.packb(reply, use_bin_type=True)], zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass   # the caller left
+                self.answer(sock, sock.recv_multipart())
         except zmq.ZMQError:
             pass   # the context is going away with the process
         finally:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgpack
 import zmq
 
 from emulator import clock, ctl
@@ -81,13 +80,7 @@ class NodeCtl:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(parts) < 2:
-                continue
-            reply = srv.handle(parts[-1])
-            try:
-                sock.send_multipart([*parts[:-1], msgpack.packb(reply, use_bin_type=True)], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass   # the caller left
+            srv.answer(sock, parts)
 
     def check_state(self, now: float) -> None:
         if now < self._next_check:
