@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import stat
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -37,6 +36,7 @@ from lab.chaos.model import Fault
 from lab.chaos.resource_faults import RESOURCE_KINDS, stop_workers
 from lab.lab import Lab, LabError
 from lab.paths import LabLayout
+from tests.conftest import poll_for
 
 SEED = 7
 FAULTS = 50
@@ -88,7 +88,7 @@ def test_stop_workers_reaps_the_workers_a_healer_killed_and_kills_the_rest_of_it
     try:
         (healed, running), other = [w["pid"] for w in fa.state["workers"]], fb.state["workers"][0]["pid"]
         os.killpg(healed, signal.SIGKILL)   # as the healer does: not its parent, so no reaping
-        assert poll(lambda: psutil.Process(healed).status() != psutil.STATUS_ZOMBIE, 5) is False
+        poll_for(lambda: psutil.Process(healed).status() == psutil.STATUS_ZOMBIE, 5, what="a zombie worker")
         assert stop_workers(a.layout.root) == 1   # the running one: killed
         assert not psutil.pid_exists(healed) and not psutil.pid_exists(running)
         assert psutil.Process(other).status() != psutil.STATUS_ZOMBIE   # another lab's: left alone
@@ -295,15 +295,6 @@ def leftovers(lab: Lab, pids: dict[int, tuple[float | None, str]], digest: str) 
     return out
 
 
-def poll(fn: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if not v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
-
-
 @pytest.mark.timeout(300)
 def test_lab_down_after_50_random_faults_leaves_nothing_behind() -> None:
     rng = random.Random(SEED)
@@ -365,5 +356,7 @@ def test_lab_down_after_50_random_faults_leaves_nothing_behind() -> None:
         assert {f"@kemu-{digest}-{p}" for p in ("apiserver", "scheduler", "dns")} & sockets
     finally:
         lab.down()
-    left = poll(lambda: leftovers(lab, pids, digest), 15)
-    assert not left, "lab down left behind:\n" + "\n".join(left)
+    try:
+        poll_for(lambda: not leftovers(lab, pids, digest), 15, interval=0.05, what="nothing left behind")
+    except AssertionError:
+        raise AssertionError("lab down left behind:\n" + "\n".join(leftovers(lab, pids, digest))) from None
