@@ -209,6 +209,17 @@ class Client:
             self._resume(w)
         self._check_watch_liveness()
 
+    def next_due(self, now: float) -> float:
+        """When this client next has something to hand out without reading the socket
+        (monotonic): ``now`` when watch events are buffered or a watch must resume, the
+        time netem releases a held frame, else infinity. For loops that sleep on the
+        socket (a node process, a node host)."""
+        if any(w.events or w.gap for w in self._all_watches):
+            return now
+        held = getattr(self._conn, "next_due", None)
+        due = held() if held is not None else None
+        return float("inf") if due is None else due
+
     def _check_watch_liveness(self) -> None:
         if not self._watches:
             return

@@ -254,6 +254,11 @@ class NetemConnection:
             self._link = self.table.link(self.local, self.peer, self.rng)
         return self._link
 
+    def next_due(self) -> float | None:
+        """When the next held frame is due (monotonic), or None when none is held."""
+        heads = [q[0][0] for q in (self._inq, self._outq) if q]
+        return min(heads) if heads else None
+
     @property
     def lossy(self) -> bool:
         link = self.link()

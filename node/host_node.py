@@ -72,13 +72,7 @@ def node_next_due(kubelet: Any, proxy: Any, client: Any) -> float:
     due = min(kubelet.next_due(), _informer_due(kubelet.informer, now),
               _informer_due(proxy.services, now), _informer_due(proxy.slices, now),
               proxy.next_due() if proxy.started else getattr(proxy, "_retry_at", now))
-    if any(w.events or w.gap for w in client._all_watches):
-        return now   # frames read during the turn's own requests: handle them now
-    conn = client._conn
-    for q in (getattr(conn, "_inq", None), getattr(conn, "_outq", None)):
-        if q:
-            due = min(due, q[0][0])   # a frame netem holds back (same monotonic clock)
-    return due
+    return min(due, client.next_due(now))
 
 
 class NodeRun:

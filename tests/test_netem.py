@@ -116,8 +116,9 @@ def test_connection_holds_delayed_frames_until_due() -> None:
     table, clock, inner = LinkTable(), Clock(), FakeConn()
     table.set_rules("node-1", [{"peers": ["apiserver"], "delay": {"mean": 0.2}, "dir": "out"}])
     conn = NetemConnection(inner, "node-1", table=table, clock=clock)
+    assert conn.next_due() is None
     conn.send(b"a")
-    assert inner.sent == []
+    assert inner.sent == [] and conn.next_due() == pytest.approx(100.2)
     clock.t += 0.1
     conn.recv(0)
     assert inner.sent == []
