@@ -9,7 +9,8 @@ one process per node) and returns once every node is Ready, or raises
 ``up()`` and, on exit, ``down()``. ``Lab.attach(name)`` returns a handle on a
 lab that is already running.
 
-``lab.client`` is a ``Client`` connected to the lab's apiserver;
+``lab.client`` is a ``Client`` connected to the lab's apiserver; ``lab.apply(path|dict, ...)``
+is ``kemu apply -f`` against the lab (kubectl's lines back, ``LabError`` on failure);
 ``lab.nodes`` the node names; ``lab.wait_for(predicate, timeout)`` polls;
 ``lab.kill(name)`` sends SIGKILL (or another signal) to one process through
 the supervisor; ``lab.down()`` stops everything and never fails because
@@ -27,6 +28,7 @@ first and stops their healers.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import psutil
+import yaml
 
 from emulator.client import Client
 from lab.config import LabConfig, parse_runtime_for, parse_zones
@@ -335,6 +338,30 @@ class Lab:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
             time.sleep(interval)
+
+    def apply(self, *manifests: str | Path | dict, namespace: str | None = None) -> list[str]:
+        """``kemu apply -f`` against this lab: each argument is a file, a directory or an
+        object (a dict). Returns kubectl's lines (``deployment.apps/web created``); raises
+        ``LabError`` with kubectl's messages when any object fails (the others are applied)."""
+        if not manifests:
+            raise LabError("apply: pass at least one manifest path or object")
+        argv = ["apply", "--server", self.server]
+        if namespace:
+            argv += ["--namespace", namespace]
+        objects = [m for m in manifests if isinstance(m, dict)]
+        for m in manifests:
+            if not isinstance(m, dict):
+                argv += ["-f", str(m)]
+        stdin = None
+        if objects:
+            argv += ["-f", "-"]
+            stdin = io.StringIO(yaml.safe_dump_all(objects, sort_keys=False))
+        out, err = io.StringIO(), io.StringIO()
+        from emulator.cli import kubectl
+        rc = kubectl.run(argv, out, err, stdin=stdin)
+        if rc != 0:
+            raise LabError(f"apply failed (exit {rc}): {err.getvalue().strip() or out.getvalue().strip()}")
+        return out.getvalue().splitlines()
 
     def kill(self, name: str, sig: str = "KILL") -> None:
         """Send ``sig`` to a lab process. SIGKILL on a node is the node's death: its real

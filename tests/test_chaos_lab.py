@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from lab.chaos.chaos import ChaosError, healer_alive
-from lab.lab import Lab
+from lab.lab import Lab, LabError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,13 @@ def test_kill_for_a_duration_pause_resume_and_the_context_manager() -> None:
 def test_pod_kill_node_taint_and_node_drain() -> None:
     with lab3("c-k8s") as lab:
         c = lab.client
-        c.create(WEB, "default")
+        # lab.apply is kemu apply -f: kubectl's lines back, a LabError naming the problem
+        assert lab.apply(WEB, namespace="default") == ["deployment.apps/web created"]
+        assert lab.apply(WEB, namespace="default") == ["deployment.apps/web unchanged"]
+        with pytest.raises(LabError, match="no matches for kind \"Deploymnt\""):
+            lab.apply({**WEB, "kind": "Deploymnt"})
+        with pytest.raises(LabError, match="pass at least one manifest"):
+            lab.apply()
 
         def running_pods() -> list[dict]:
             return [p for p in c.list("Pod", "default", label_selector="app=web")["items"]
