@@ -16,7 +16,9 @@ Contract
 * A restarted apiserver is noticed by its "hello required" answer, or by a
   watch that hears nothing (not even a bookmark) for ``3 x bookmarkInterval``;
   the client then says hello again and resumes every watch from the last
-  resourceVersion it delivered. A resume the server can no longer serve ends
+  resourceVersion it delivered (the new server numbers watches afresh, so the
+  old numbers are all forgotten first). The liveness check covers every open
+  watch, mapped to a server-side number or not. A resume the server can no longer serve ends
   the watch with an ERROR event whose ``object.reason`` is ``Expired``; the
   informer then relists.
 * Lost, repeated and reordered frames (chaos on the bus, ``emulator.netem``):
@@ -91,7 +93,8 @@ class Watch:
 
     def _fail(self, err: APIError) -> None:
         self.closed = True
-        self.client._watches.pop(self.wid, None)
+        if self.client._watches.get(self.wid) is self:
+            del self.client._watches[self.wid]
         self.events.append({"type": "ERROR", "object": {
             "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": err.code,
             "message": err.message, "code": errors.HTTP_STATUS.get(err.code, 500)}})
@@ -123,7 +126,8 @@ class Watch:
             return
         self.closed = True
         if self.wid is not None:
-            self.client._watches.pop(self.wid, None)
+            if self.client._watches.get(self.wid) is self:
+                del self.client._watches[self.wid]
             try:
                 self.client._call("unwatch", {"watch": self.wid}, retries=0)
             except APIError:
@@ -205,7 +209,7 @@ class Client:
         while frame is not None:
             self._dispatch(frame)
             frame = self._conn.recv(0)
-        for w in [w for w in self._watches.values() if w.gap]:
+        for w in [w for w in self._all_watches if w.gap and not w.closed]:
             self._resume(w)
         self._check_watch_liveness()
 
@@ -221,11 +225,11 @@ class Client:
         return float("inf") if due is None else due
 
     def _check_watch_liveness(self) -> None:
-        if not self._watches:
+        if not self._all_watches:
             return
         limit = max(1.0, 3 * self.bookmark_interval)
         now = time.monotonic()
-        stale = [w for w in self._watches.values() if not w.closed and now - w.last_heard > limit]
+        stale = [w for w in self._all_watches if not w.closed and now - w.last_heard > limit]
         if not stale:
             return
         try:
@@ -233,8 +237,8 @@ class Client:
         except APIError:
             return   # still unreachable: try again on a later poll
         for w in stale:
-            if w.wid in self._watches and time.monotonic() - w.last_heard > limit:
-                self._resume(w)   # the server dropped it (slow peer): resume
+            if not w.closed and time.monotonic() - w.last_heard > limit:
+                self._resume(w)   # the server dropped it (slow peer) or we lost its number
 
     def _wait_reply(self, rid: int, timeout: float) -> dict | None:
         now = time.monotonic()
@@ -301,11 +305,16 @@ class Client:
         self.max_frame_bytes = int(res.get("maxFrameBytes", self.max_frame_bytes))
         self.bookmark_interval = float(res.get("bookmarkInterval", self.bookmark_interval))
         self._said_hello = True
-        for w in list(self._watches.values()):
+        # A restarted server numbers watches afresh: forget every old number before
+        # resuming, or a new number could land on a watch not yet resumed.
+        old, self._watches = list(self._watches.values()), {}
+        for w in old:
+            w.wid = None
             self._resume(w)
 
     def _resume(self, w: Watch) -> None:
-        self._watches.pop(w.wid, None)
+        if self._watches.get(w.wid) is w:
+            del self._watches[w.wid]
         if w.gap and w.wid is not None:
             try:   # the server still sends to the old watch: stop it (best effort)
                 self.post("unwatch", watch=w.wid)
@@ -318,8 +327,8 @@ class Client:
             self._start_watch(w, args)
         except APIError as e:
             if e.code == errors.UNAVAILABLE and not w.closed:
+                w.wid = None   # no server-side watch now
                 w.gap = True   # still unreachable (a partition): try again on a later poll
-                self._watches[w.wid] = w
                 return
             w._fail(e)
 

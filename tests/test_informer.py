@@ -102,6 +102,57 @@ def test_informer_survives_apiserver_restart(server_process) -> None:
         writer.close(), reader.close()
 
 
+def test_every_informer_of_a_client_survives_a_restart_that_renumbers_watches(server_process) -> None:
+    """A restarted apiserver numbers watches from scratch. When another client's watch
+    takes the first number, the resumed watches get numbers the client still holds for
+    watches not yet resumed: each one must still reach its own informer (the lost-watch
+    bug that stalled a rollout after an apiserver kill)."""
+    sp = server_process()
+    addr = sp.start()
+    writer = Client(addr, timeout=2, retries=10)
+    reader = Client(addr, timeout=2, retries=10)
+    other = Client(addr, timeout=2, retries=10)
+    try:
+        kinds = ["ConfigMap", "Secret", "Service"]
+        infs = [Informer(reader, k, namespace="default") for k in kinds]
+        start_informers(infs)
+        before = sorted(w.wid for w in reader._all_watches)
+        sp.kill()
+        sp.start(listen=addr)
+        other.watch("Namespace")      # the new server's first watch id goes to another client
+        for k in kinds:
+            obj = {"apiVersion": "v1", "kind": k, "metadata": {"name": "late", "namespace": "default"}}
+            if k == "Service":
+                obj["spec"] = {"ports": [{"port": 80}]}
+            writer.create(obj)
+
+        def all_seen() -> bool:
+            for inf in infs:
+                inf.run_once(0.02)
+            return all(inf.get("late", "default") for inf in infs)
+        poll_for(all_seen, 20, what="every informer to see a write made after the restart; "
+                                    f"seen by {[i.kind for i in infs if i.get('late', 'default')]}")
+        assert len(reader._watches) == len(kinds), (before, reader._watches)
+    finally:
+        writer.close(), reader.close(), other.close()
+
+
+def test_a_watch_the_client_lost_track_of_is_resumed_by_the_liveness_check(mem_server) -> None:
+    """Defence in depth: a watch that is open but no longer mapped to a server-side id
+    hears nothing; the liveness check resumes it instead of leaving it silent for ever."""
+    writer, reader = Client(mem_server.address), Client(mem_server.address)
+    try:
+        reader.bookmark_interval = 0.1
+        inf = Informer(reader, "ConfigMap", namespace="default")
+        inf.start()
+        reader._watches.pop(inf.watch.wid)     # as a renumbering bug would leave it
+        writer.create(cm("after"))
+        poll_for(lambda: inf.run_once(0.05) is not None and inf.get("after", "default"), 10,
+                 what="the orphaned watch to be resumed")
+    finally:
+        writer.close(), reader.close()
+
+
 def test_start_informers_pipelines_lists_and_watches(mem_server) -> None:
     """Several informers start together: every cache is full (including a list of
     several pages), and events that follow straight after the watches are delivered."""
