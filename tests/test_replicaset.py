@@ -120,3 +120,36 @@ def test_thousand_replicas_pipelined(cluster) -> None:  # type: ignore[no-untype
     admin.patch("ReplicaSet", "big", {"spec": {"replicas": 0}}, "default")
     run_until(cm, lambda: not admin.list("Pod", "default", label_selector="app=big", limit=1)["items"],
               "scale to 0", timeout=60)
+
+
+class FlakySends:
+    """``client.send`` that fails (as a lost connection does) for the next ``n`` sends of ``op``."""
+
+    def __init__(self, client: Client, op: str, n: int) -> None:
+        self.client, self.op, self.n, self.real = client, op, n, client.send
+
+    def __call__(self, op: str, **args: object) -> int:
+        if op == self.op and self.n > 0:
+            self.n -= 1
+            from emulator.api import errors
+            from emulator.api.errors import APIError
+            raise APIError(errors.UNAVAILABLE, "cannot connect to the apiserver: no connection")
+        return self.real(op, **args)
+
+
+@pytest.mark.parametrize("op, start, want", [("delete", 4, 1), ("create", 1, 4)])
+def test_a_send_that_fails_leaves_no_expectation_behind(cluster, op: str, start: int, want: int) -> None:  # type: ignore[no-untyped-def]
+    """An apiserver lost as the controller sends its creates or deletes: the pods never
+    sent are not waited for (expectations lowered), so the next sync finishes the job
+    instead of waiting out the 5-minute ExpectationsTimeout (a rollout stalled so)."""
+    admin, cm = cluster
+    admin.create(rs_manifest(replicas=start))
+    run_until(cm, lambda: len(pods(admin)) == start, f"{start} pods")
+    cmc = cm.context.client
+    cmc.send = FlakySends(cmc, op, 2)   # type: ignore[method-assign]
+    admin.patch("ReplicaSet", "web", {"spec": {"replicas": want}}, "default")
+    run_until(cm, lambda: len(pods(admin)) == want, f"{want} pods after the failed sends")
+    key = ("default", "web")
+    rsc = next(c for c in cm.controllers if c.name == "replicaset")
+    run_until(cm, lambda: rsc.expectations.satisfied(key, rsc.clock()), "expectations met")
+    assert cmc.send.n == 0   # type: ignore[attr-defined]  # both failures happened

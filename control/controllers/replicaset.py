@@ -219,7 +219,11 @@ class ReplicaSetController(cu.KeyedSync):
         created = attempted = 0
         template = logic.pod_from_template(rs)
         for batch in cu.slow_start_batches(n):
-            rids = [self.client.send("create", object=template, namespace=ns) for _ in range(batch)]
+            try:
+                rids = [self.client.send("create", object=template, namespace=ns) for _ in range(batch)]
+            except APIError:
+                self.expectations.forget(key)   # some may have gone out: trust the informer
+                raise
             attempted += batch
             failed: APIError | None = None
             for rid in rids:
@@ -245,21 +249,38 @@ class ReplicaSetController(cu.KeyedSync):
         self.log.info("pods_created", kind="ReplicaSet", namespace=ns, name=key[1], count=created)
 
     def _delete_pods(self, rs: dict, key: Key, pods: list[dict]) -> None:
+        """Delete ``pods`` pipelined. A pod whose delete failed, or whose outcome is unknown
+        (the apiserver lost), or that was never sent, is no longer expected to go (as
+        Kubernetes' DeletionObserved on error): the informer has the last word, and the
+        next sync does not wait out the ExpectationsTimeout. A lost apiserver is raised."""
         ns = key[0]
         self.expectations.expect(key, 0, [p["metadata"].get("uid", "") for p in pods], self.clock())
-        rids = [(p, self.client.send("delete", kind="Pod", name=p["metadata"]["name"], namespace=ns)) for p in pods]
-        deleted = 0
-        for pod, rid in rids:
+        sent: list[tuple[dict, int]] = []
+        lost: APIError | None = None
+        for p in pods:
             try:
-                self.client.wait(rid)
+                sent.append((p, self.client.send("delete", kind="Pod", name=p["metadata"]["name"],
+                                                 namespace=ns)))
+            except APIError as e:
+                lost = e
+                break
+        deleted = 0
+        for pod, rid in sent:
+            try:
+                # Once the apiserver is lost, collect what already came without waiting again.
+                self.client.wait(rid, 0.0 if lost is not None else None)
             except APIError as e:
                 self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
                 if e.code in (errors.UNAVAILABLE, errors.TIMEOUT):
-                    raise
+                    lost = lost or e
                 continue
             deleted += 1
             self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}")
+        for pod in pods[len(sent):]:
+            self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
         self.log.info("pods_deleted", kind="ReplicaSet", namespace=ns, name=key[1], count=deleted)
+        if lost is not None:
+            raise lost
 
     def status(self) -> dict[str, Any]:
         return {"replicasets": len(self.rss.cache), "dirty": len(self.dirty)}
