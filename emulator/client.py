@@ -29,6 +29,10 @@ Contract
   bookmark, starts over). While the connection says it is ``lossy``, requests
   waiting for a reply are retransmitted with the same id every ``RTO``
   (doubling), as TCP would; the apiserver answers a repeat from its cache.
+* ``cancelled``, when a process sets it (its StopFlag), is checked every
+  ``CANCEL_CHECK`` seconds while a request waits and before each retry: a
+  process stopping with its apiserver gives up (``UNAVAILABLE``) instead of
+  riding out timeouts and retries. Stopping a watch never waits for a reply.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ import random
 import time
 import uuid
 from collections import deque
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 
@@ -47,6 +51,7 @@ from emulator.api.errors import APIError
 
 
 RTO = 0.2               # first retransmission timeout on a lossy link (TCP's minimum)
+CANCEL_CHECK = 0.25     # how often a waiting request checks Client.cancelled
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -128,10 +133,14 @@ class Watch:
         if self.wid is not None:
             if self.client._watches.get(self.wid) is self:
                 del self.client._watches[self.wid]
-            try:
-                self.client._call("unwatch", {"watch": self.wid}, retries=0)
-            except APIError:
-                pass
+            c = self.client
+            # Not when the server does not know this watch (no hello yet), nor when this
+            # process is stopping: the server drops the watches of a peer that is gone.
+            if c._said_hello and c._conn is not None and not (c.cancelled and c.cancelled()):
+                try:   # fire and forget: a process stopping with its apiserver must not wait on it
+                    c._send_frame(next(c._ids), "unwatch", {"watch": self.wid})
+                except (APIError, ConnectionError):
+                    pass
 
 
 class Client:
@@ -162,6 +171,9 @@ class Client:
         self._unacked: dict[int, bytes] = {}   # frames to retransmit while the link is lossy
         self.reconnects = 0
         self.retransmits = 0
+        # Set by a process that is stopping (its StopFlag): requests stop waiting and
+        # retrying within CANCEL_CHECK seconds instead of riding out a dead apiserver.
+        self.cancelled: Callable[[], bool] | None = None
 
     # -- plumbing -----------------------------------------------------------
     def close(self) -> None:
@@ -258,6 +270,12 @@ class Client:
                     rto = min(2 * rto, 2.0)
                     resend_at = now + rto
                 remaining = min(remaining, max(0.0, resend_at - now))
+            cancelled = self.cancelled
+            if cancelled is not None:
+                if cancelled():
+                    self._unacked.pop(rid, None)
+                    return None
+                remaining = min(remaining, CANCEL_CHECK)
             frame = self._conn.recv(remaining)
             if frame is not None:
                 self._dispatch(frame)
@@ -350,6 +368,8 @@ class Client:
         self._outstanding.add(rid)
         try:
             for attempt in range(retries + 1):
+                if self.cancelled is not None and self.cancelled():
+                    raise APIError(errors.UNAVAILABLE, f"request abandoned: this {self.component} is stopping")
                 try:
                     if not self._said_hello:
                         self._hello()

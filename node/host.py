@@ -62,7 +62,9 @@ class NodeHost:
     def __init__(self, server: str, specs: list[NodeSpec], profile: Profile, *, lab: str | None = None,
                  run_dir: str | None = None, command_fd: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.nodes = {s.name: HostedNode(s, server, profile, lab) for s in specs}
+        self._stop: Any = None   # the process's StopFlag, once run() has it
+        self.nodes = {s.name: HostedNode(s, server, profile, lab, host_stopping=self._host_stopping)
+                      for s in specs}
         self.clock = clock
         self.log = klog.get_logger()
         self.poller = zmq.Poller()
@@ -137,7 +139,11 @@ class NodeHost:
             node.open()
             self._schedule(node, now)
 
+    def _host_stopping(self) -> bool:
+        return self.stopping or bool(self._stop)
+
     def run(self, stop: Any) -> None:
+        self._stop = stop
         try:
             while not stop:
                 self.run_once()

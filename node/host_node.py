@@ -32,7 +32,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from emulator import logging as klog
 from emulator.api.errors import APIError
@@ -79,13 +79,14 @@ class NodeRun:
     """One incarnation of a node: what a node process holds between its start and its death."""
 
     def __init__(self, spec: NodeSpec, server: str, profile: Profile, lab: str | None,
-                 wall: WallClock) -> None:
+                 wall: WallClock, host_stopping: Callable[[], bool] = lambda: False) -> None:
         from node.kubelet.kubelet import Kubelet
         from node.proxy.proxy import KubeProxy
         from node.runtime.fake import FakeRuntime
         s = spec
         os.makedirs(s.root_dir, exist_ok=True)
         self.client = Client(server, component="kubelet", node=s.name, lab=lab)
+        self.client.cancelled = lambda: self.closed or host_stopping()   # a stop never waits on the apiserver
         runtime = FakeRuntime(profile, wall=wall,
                               state_path=os.path.join(s.root_dir, "var", "lib", "kemu", "runtime.json"))
         self.kubelet = Kubelet(self.client, profile, s.name, wall=wall, root_dir=s.root_dir,
@@ -134,8 +135,10 @@ class NodeRun:
 
 
 class HostedNode:
-    def __init__(self, spec: NodeSpec, server: str, profile: Profile, lab: str | None = None) -> None:
+    def __init__(self, spec: NodeSpec, server: str, profile: Profile, lab: str | None = None,
+                 host_stopping: Callable[[], bool] = lambda: False) -> None:
         self.spec = spec
+        self.host_stopping = host_stopping
         self.name = spec.name
         self.server = server
         self.profile = profile
@@ -149,6 +152,7 @@ class HostedNode:
         return self.current is not None
 
     def open(self) -> NodeRun:
-        self.current = NodeRun(self.spec, self.server, self.profile, self.lab, self.clock)
+        self.current = NodeRun(self.spec, self.server, self.profile, self.lab, self.clock,
+                               self.host_stopping)
         self.paused = False
         return self.current

@@ -101,11 +101,18 @@ def test_compacted_revision_gets_expired(threaded_server) -> None:
         c.close()
 
 
-def test_unwatch_stops_events(c: Client) -> None:
+def test_unwatch_stops_events(c: Client, mem_server) -> None:
     w = c.watch("ConfigMap", "default")
-    w.stop()
-    c.create(cm("a"))
+    assert len(mem_server.server.hub.watchers) == 1
+
+    def no_waiting(*_a: object) -> None:
+        raise AssertionError("stopping a watch waited for a reply")
+    real, c._wait_reply = c._wait_reply, no_waiting   # type: ignore[method-assign]
+    w.stop()                            # fire and forget: a process that stops with its
+    c._wait_reply = real                # apiserver must not wait on the dead server
+    c.create(cm("a"))                   # requests are handled in order: the unwatch came first
     assert w.next(0.1) is None
+    assert mem_server.server.hub.watchers == {}
 
 
 def test_resuming_replays_only_the_watched_kind(c: Client) -> None:

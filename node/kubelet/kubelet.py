@@ -480,6 +480,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
     stop = stop if stop is not None else StopFlag()
     profile = get_profile(profile_name)
     client = Client(server, component=COMPONENT, node=node_name, lab=lab)
+    client.cancelled = lambda: bool(stop)   # a stopping node never waits on the apiserver
     from emulator.clock import WALL
     kubelet = Kubelet(client, profile, node_name, wall=WALL, root_dir=root_dir, zone=zone, cpu=cpu,
                       memory=memory, pods=pods, ephemeral_storage=ephemeral_storage,
