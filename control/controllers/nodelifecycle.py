@@ -13,6 +13,10 @@ Contract
   ``node_monitor_grace_period`` on the controller's own clock gets its
   conditions set to Unknown (status subresource, with the resourceVersion it
   read: a Conflict means the kubelet just wrote; it is retried next period).
+  Before calling any node silent the controller reads the watch events already
+  waiting in its socket and judges again (a controller behind its watch must
+  not take unread heartbeats for silence); the Unknown writes of one pass are
+  pipelined.
   Then its node-lifecycle taints are brought to what its conditions call for
   (``desired_taints``), through a merge patch carrying the resourceVersion.
 * No pass runs while an informer is relisting or cut off (a stale cache
@@ -62,6 +66,7 @@ class NodeLifecycleController:
         self.clock = ctx.clock
         self.wall = ctx.wall_clock
         self.log = get_logger()
+        self.informers = ctx.informers
         self.nodes = ctx.informers.informer("Node")
         self.leases = ctx.informers.informer("Lease", namespace=LEASE_NAMESPACE)
         self.pods = ctx.informers.informer("Pod")
@@ -165,18 +170,44 @@ class NodeLifecycleController:
         return all(i.has_synced and i.watch is not None and not i.watch.closed
                    for i in (self.nodes, self.leases, self.pods))
 
+    def _stale_nodes(self, names: list[str]) -> list[str]:
+        grace, now = self.profile.node_monitor_grace_period, self.clock()
+        out = []
+        for name in names:
+            node = self.nodes.get(name)
+            if node is None:
+                continue
+            h = self.health[name] = logic.observe(self.health.get(name), node,
+                                                  self.leases.get(name, LEASE_NAMESPACE), now)
+            if logic.node_health(h, now, grace) == "Stale":
+                out.append(name)
+        return out
+
     def monitor_node_health(self) -> None:
         if not self._watching():
             return   # a stale cache would make every node look silent
-        grace = self.profile.node_monitor_grace_period
+        stale = self._stale_nodes([n["metadata"]["name"] for n in self.nodes.list()])
+        if stale:
+            # A controller behind its watch would take heartbeats still in the socket for
+            # silence: read them first, then judge again.
+            try:
+                self.client.poll(0)
+                self.informers.process()
+            except (APIError, ConnectionError) as e:
+                self._lost(e)
+                return
+            if not self._watching():
+                return
+            stale = self._stale_nodes(stale)
+        try:
+            marked = self._mark_unknown_all(stale)
+        except (APIError, ConnectionError) as e:
+            self._lost(e)
+            return
         for node in self.nodes.list():
             name = node["metadata"]["name"]
-            now = self.clock()
-            h = self.health[name] = logic.observe(self.health.get(name), node,
-                                                  self.leases.get(name, LEASE_NAMESPACE), now)
+            node = marked.get(name, node)
             try:
-                if logic.node_health(h, now, grace) == "Stale":
-                    node = self._mark_unknown(node)
                 self._record_ready_transition(node)
                 self._update_taints(node)
                 if name in self.mark_not_ready:
@@ -190,15 +221,37 @@ class NodeLifecycleController:
                 self._lost(e)
                 return
 
-    def _mark_unknown(self, node: dict) -> dict:
-        conditions = logic.unknown_conditions(node, self.wall())
-        if conditions is None:
-            return node
-        new = {**node, "status": {**(node.get("status") or {}), "conditions": conditions}}
-        node = self.client.update_status(new)
-        self.log.info("node_status_unknown", kind="Node", name=node["metadata"]["name"],
-                      reason=logic.REASON_UNKNOWN)
-        return node
+    def _mark_unknown_all(self, names: list[str]) -> dict[str, dict]:
+        """Set the conditions of the silent nodes to Unknown, the writes pipelined (one round
+        trip for them all, where a blocking write each let the watch backlog grow). A
+        Conflict or NotFound skips its node: a newer state is on its way through the
+        informer. Returns the nodes as written."""
+        wall, sent = self.wall(), []
+        lost: APIError | None = None
+        for name in names:
+            node = self.nodes.get(name)
+            conditions = logic.unknown_conditions(node, wall) if node is not None else None
+            if conditions is None:
+                continue
+            new = {**node, "status": {**(node.get("status") or {}), "conditions": conditions}}
+            try:
+                sent.append((name, self.client.send("update", object=new, subresource="status")))
+            except APIError as e:
+                lost = e
+                break
+        out: dict[str, dict] = {}
+        for name, rid in sent:
+            try:
+                out[name] = self.client.wait(rid, 0.0 if lost is not None else None)
+            except APIError as e:
+                if e.code in (errors.CONFLICT, errors.NOT_FOUND):
+                    continue
+                lost = lost or e
+                continue
+            self.log.info("node_status_unknown", kind="Node", name=name, reason=logic.REASON_UNKNOWN)
+        if lost is not None:
+            raise lost
+        return out
 
     def _record_ready_transition(self, node: dict) -> None:
         name = node["metadata"]["name"]
