@@ -176,6 +176,14 @@ class Client:
         self.cancelled: Callable[[], bool] | None = None
 
     # -- plumbing -----------------------------------------------------------
+    def set_wakeup_fd(self, fd: int | None) -> None:
+        """End any wait for frames early when ``fd`` is readable (``signal.set_wakeup_fd``'s
+        pipe): a process may sleep long between timers and still stop at once. Only the
+        ZeroMQ transport has it; elsewhere it is a no-op."""
+        conn = getattr(self._conn, "inner", self._conn)
+        if hasattr(conn, "set_wakeup_fd"):
+            conn.set_wakeup_fd(fd)
+
     def close(self) -> None:
         for w in list(self._all_watches):
             w.closed = True

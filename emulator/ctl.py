@@ -15,9 +15,10 @@ Contract
   ROUTER on ``address``, applies the state file (``state_path``: a JSON object ``{op: args}``
   the lab keeps for this process, so a restarted process gets its faults
   back), and serves in a daemon thread. The state file is the truth: the
-  ``reload`` op applies it at once, and the thread also re-applies it within a
-  second of it changing (a paused process that missed the ``reload`` catches
-  up when it resumes). A request is msgpack ``{"op":
+  ``reload`` op applies it at once, and the thread also re-applies it within
+  ``STATE_RECHECK`` (5 s) of it changing (a paused process that missed the
+  ``reload`` catches up when it resumes; a shorter period cost every idle
+  node process a wake-up a second). A request is msgpack ``{"op":
   str, "args": dict}``; the reply is ``{"ok": true, "result": ...}`` or
   ``{"ok": false, "error": str}``. A handler that raises answers with the
   error; nothing a caller sends stops the thread. ``close()`` stops the thread.
@@ -49,6 +50,7 @@ import zmq
 from emulator import clock, netem
 
 Handler = Callable[[dict], Any]
+STATE_RECHECK = 5.0   # seconds between the thread's checks of the state file
 
 
 class CtlError(Exception):
@@ -70,6 +72,7 @@ class CtlServer:
         self.handlers = dict(handlers)
         self.state_path = state_path
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()   # close() ends the thread's long poll at once
         self._thread: threading.Thread | None = None
         self._sock: zmq.Socket | None = None
         self.applied: list[str] = []
@@ -150,10 +153,14 @@ class CtlServer:
     def _serve(self) -> None:
         sock = self._sock
         assert sock is not None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if not sock.poll(1000, zmq.POLLIN):
-                    if self._state_mtime() != self._mtime:
+                ready = dict(poller.poll(int(STATE_RECHECK * 1000)))
+                if sock not in ready:
+                    if not ready and self._state_mtime() != self._mtime:
                         self._apply_saved()
                     continue
                 self.answer(sock, sock.recv_multipart())
@@ -163,9 +170,15 @@ class CtlServer:
             sock.close(0)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return   # closed already: its descriptors may belong to someone else now
         self._stop.set()
+        os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(2.0)
+        if self._thread is None or not self._thread.is_alive():
+            os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 def standard_handlers(local_names: list[str]) -> dict[str, Handler]:

@@ -2,7 +2,10 @@
 
 Contract:
 * ``StopFlag`` turns SIGTERM and SIGINT into a flag; the handler only sets it,
-  and the component's loop checks it and cleans up in normal code.
+  and the component's loop checks it and cleans up in normal code. With
+  ``wakeup=True`` the signal also makes ``wake_fd`` readable
+  (``signal.set_wakeup_fd``), so a loop that polls it with its socket can sleep
+  long between timers and still stop at once.
 * ``die_with_parent()`` asks Linux to SIGKILL this process when its parent
   dies (``prctl(PR_SET_PDEATHSIG)``), so a lab never leaves orphans. It is a
   no-op where prctl is missing.
@@ -18,11 +21,18 @@ PR_SET_PDEATHSIG = 1
 
 
 class StopFlag:
-    def __init__(self, install: bool = True) -> None:
+    def __init__(self, install: bool = True, wakeup: bool = False) -> None:
         self.stopping = False
+        self.wake_fd: int | None = None
         if install:
             signal.signal(signal.SIGTERM, self._set)
             signal.signal(signal.SIGINT, self._set)
+            if wakeup:   # the signal also makes wake_fd readable: a poll on it ends at once
+                r, w = os.pipe()
+                os.set_blocking(r, False)
+                os.set_blocking(w, False)
+                signal.set_wakeup_fd(w)
+                self.wake_fd = r
 
     def _set(self, _sig: int, _frame: Any) -> None:
         self.stopping = True

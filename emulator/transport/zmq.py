@@ -96,7 +96,20 @@ class ZmqConnection:
         self.address = address
         self.connect_timeout = connect_timeout
         self.sock: zmq.Socket | None = None
+        self.wake_fd: int | None = None
+        self._poller: zmq.Poller | None = None
         self._open()
+
+    def set_wakeup_fd(self, fd: int | None) -> None:
+        """A non-blocking fd (a signal wake-up pipe) that ends a ``recv`` wait early when
+        readable; its bytes are drained. A process can then sleep long between timers
+        and still notice SIGTERM at once."""
+        self.wake_fd = fd
+        self._poller = None
+        if fd is not None and self.sock is not None:
+            self._poller = zmq.Poller()
+            self._poller.register(self.sock, zmq.POLLIN)
+            self._poller.register(fd, zmq.POLLIN)
 
     def _open(self) -> None:
         s = _context().socket(zmq.DEALER)
@@ -109,6 +122,8 @@ class ZmqConnection:
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         s.connect(self.address)
         self.sock = s
+        if self.wake_fd is not None:
+            self.set_wakeup_fd(self.wake_fd)
 
     def send(self, frame: bytes) -> None:
         sock = self.sock
@@ -130,15 +145,24 @@ class ZmqConnection:
             return sock.recv(zmq.NOBLOCK)
         except zmq.Again:
             pass
-        if timeout > 0 and sock.poll(max(1, int(timeout * 1000)), zmq.POLLIN):
-            return sock.recv()
-        return None
+        if timeout <= 0:
+            return None
+        if self._poller is None:
+            return sock.recv() if sock.poll(max(1, int(timeout * 1000)), zmq.POLLIN) else None
+        ready = dict(self._poller.poll(max(1, int(timeout * 1000))))
+        if ready.get(self.wake_fd):
+            try:
+                os.read(self.wake_fd, 512)   # type: ignore[arg-type]
+            except OSError:
+                pass
+        return sock.recv() if ready.get(sock) else None
 
     def reconnect(self) -> None:
         self.close()
         self._open()
 
     def close(self) -> None:
+        self._poller = None
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None
