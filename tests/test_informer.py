@@ -153,6 +153,27 @@ def test_a_watch_the_client_lost_track_of_is_resumed_by_the_liveness_check(mem_s
         writer.close(), reader.close()
 
 
+def test_a_quiet_client_notices_a_restart_long_before_a_bookmark_would_tell(server_process) -> None:
+    """Bookmarks every 20 s (the default profile sends one a minute): a silent watch would be
+    resumed only after 60 s, but a client that hears nothing for 5 s pings, meets the
+    restarted server's "hello required", says hello and resumes its watches."""
+    sp = server_process("--bookmark-interval", "20")
+    addr = sp.start()
+    writer = Client(addr, timeout=2, retries=10)
+    reader = Client(addr, timeout=2, retries=10)
+    try:
+        inf = Informer(reader, "ConfigMap", namespace="default")
+        inf.start()
+        assert reader.bookmark_interval == 20
+        sp.kill()
+        sp.start(listen=addr)
+        writer.create(cm("after"))
+        poll_for(lambda: inf.run_once(0.2) is not None and inf.get("after", "default"), 30,
+                 what="the informer to resume through the quiet-connection ping")
+    finally:
+        writer.close(), reader.close()
+
+
 def test_start_informers_pipelines_lists_and_watches(mem_server) -> None:
     """Several informers start together: every cache is full (including a list of
     several pages), and events that follow straight after the watches are delivered."""
