@@ -45,7 +45,7 @@ class Profile:
     watch_bookmark_interval: float = 60.0    # the kube-apiserver cacher's bookmarkFrequency (1 min)
     event_ttl: float = 3600.0                # kube-apiserver --event-ttl: an Event lives 1h after its last update
     # observability (strings are not scaled by ``fast``)
-    metrics_interval: str = "5s"             # how often the lab collects every process's metrics
+    metrics_interval: str = "15s"            # how often the lab collects every process's metrics (Prometheus' usual)
     log_max_file_size: str = "64Mi"          # a process's log file rotates at this size
     log_max_lab_size: str = "1Gi"            # a lab's logs, rotated files included, are capped at this
     # jitter applied to periodic timers, as a fraction (client-go's wait.Jitter)
@@ -72,7 +72,8 @@ def _scaled(p: Profile, name: str, factor: float) -> Profile:
 
 # ``fast`` keeps a bookmark every 0.25 s rather than 60 / 20 = 3 s: its tests and chaos
 # scenarios lean on a quiet watch learning of a lost event (a bookmark's seq) at once.
-FAST = replace(_scaled(DEFAULT, "fast", 20.0), watch_bookmark_interval=0.25)
+# It also collects metrics every 5 s: its runs last seconds, not hours.
+FAST = replace(_scaled(DEFAULT, "fast", 20.0), watch_bookmark_interval=0.25, metrics_interval="5s")
 
 PROFILES = {"default": DEFAULT, "fast": FAST}
 
