@@ -186,7 +186,9 @@ class Lab:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.server, component="lab", lab=self.name, timeout=5, retries=3)
+            # A big lab's apiserver is busy while thousands of nodes register: be patient.
+            self._client = Client(self.server, component="lab", lab=self.name,
+                                  timeout=5 + self.config.nodes / 1000, retries=3)
         return self._client
 
     def running(self) -> bool:
