@@ -457,12 +457,35 @@ class Client:
         if reply is None:
             raise APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.server} "
                                                f"within {self.timeout:g}s")
+        return self._result(reply)
+
+    def _result(self, reply: dict) -> Any:
         if reply.get("ok"):
             return reply.get("result")
         err = APIError.from_wire(reply.get("error"))
         if _needs_hello(err):
             self._said_hello = False   # the next request says hello (and resumes watches) first
         raise err
+
+    def take_reply(self, rid: int) -> tuple[bool, Any]:
+        """Without blocking, the reply of a request made with ``send``, if ``poll`` has
+        received it: ``(True, result or APIError)``, the request then forgotten; else
+        ``(False, None)``. For loops that must not wait on one request (the kubelet's
+        status manager)."""
+        reply = self._replies.pop(rid, None)
+        if reply is None:
+            return False, None
+        self.forget(rid)
+        try:
+            return True, self._result(reply)
+        except APIError as e:
+            return True, e
+
+    def forget(self, rid: int) -> None:
+        """Give up on a request made with ``send``: its reply, if it ever comes, is dropped."""
+        self._outstanding.discard(rid)
+        self._replies.pop(rid, None)
+        self._unacked.pop(rid, None)
 
     def pipeline(self, requests: Iterable[tuple[str, dict[str, Any]]], window: int = 256) -> list[Any]:
         """Run requests with up to ``window`` in flight; results (or APIErrors) in order."""

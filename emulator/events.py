@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from emulator.api import errors
+from emulator.api.errors import APIError
 from emulator.client import Client
 
 AGGREGATE_MAX_EVENTS = 10          # client-go defaultAggregateMaxEvents
@@ -230,16 +231,14 @@ class EventRecorder:
 
     def _forget(self, rid: int) -> None:
         self._pending.pop(rid, None)
-        self.client._outstanding.discard(rid)
-        self.client._replies.pop(rid, None)
-        self.client._unacked.pop(rid, None)
+        self.client.forget(rid)
 
     def _collect_replies(self) -> None:
         """Patches answered NotFound (the Event expired) are re-created, as client-go does."""
-        replies = self.client._replies
-        for rid in [r for r in self._pending if r in replies]:
-            reply = replies.get(rid) or {}
-            ev = self._pending[rid]
-            self._forget(rid)
-            if not reply.get("ok") and (reply.get("error") or {}).get("code") == errors.NOT_FOUND:
+        for rid in list(self._pending):
+            done, result = self.client.take_reply(rid)
+            if not done:
+                continue
+            ev = self._pending.pop(rid)
+            if isinstance(result, APIError) and result.code == errors.NOT_FOUND:
                 self.client.post("create", object=ev, namespace=ev["metadata"]["namespace"])

@@ -16,8 +16,9 @@ Contract
   apiserver: the work is retried on a later turn.
 * Syncing a pod: admit it (or reject: phase Failed, ``OutOfcpu`` ...), create
   its sandbox (pod IP from the node's ``pod_cidr``), start containers,
-  restart them with CrashLoopBackOff, and post the status through the status
-  subresource only when it changed. A pod with ``deletionTimestamp`` has its
+  restart them with CrashLoopBackOff, and hand the status to the status
+  manager (``node.kubelet.status_manager``), which writes it through the
+  status subresource when it changed, without holding up the loop. A pod with ``deletionTimestamp`` has its
   containers stopped within its grace period, then its deletion is confirmed
   with a grace-0 delete. Containers of pods that no longer exist are removed.
 * Each container is created with its environment (``envvars``: env,
@@ -78,6 +79,7 @@ from node.kubelet.heartbeat import NodeHeartbeat
 from node.kubelet.housekeeping import PodVolumesAndEviction
 from node.kubelet.metrics import KubeletMetrics
 from node.kubelet.prober import ProbeManager
+from node.kubelet.status_manager import StatusManager
 from node.runtime.fake import FakeRuntime
 from node.runtime import make_runtime
 from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerStatus,
@@ -124,7 +126,7 @@ class Kubelet(PodVolumesAndEviction):
         self.admitted: dict[str, dict] = {}      # uid -> pod, non-terminal pods admitted here
         self.rejected: set[str] = set()
         self.finished: set[str] = set()          # uids this kubelet drove to Succeeded/Failed
-        self.posted: dict[str, dict] = {}        # uid -> last status we posted
+        self.status = StatusManager(client, clock, client.timeout)   # pod status writes
         self.dirty: set[tuple[str, str]] = set()  # (namespace, name)
         self.wakeups: list[tuple[float, str, str]] = []   # (monotonic, ns, name)
         self.confirmed: set[str] = set()         # uids whose deletion we confirmed
@@ -171,6 +173,7 @@ class Kubelet(PodVolumesAndEviction):
             except APIError as e:
                 self.log.warning("informer_failed", error=e.message)
         now = self.clock()
+        self.dirty.update(self.status.collect(now))
         for uid in self.runtime.tick(now):
             self._mark_uid(uid)
         self.dirty.update(self.prober.step(now))
@@ -201,9 +204,9 @@ class Kubelet(PodVolumesAndEviction):
             due.append(rt)
         if self.wakeups:
             due.append(self.wakeups[0][0])
-        probe_due = self.prober.next_due(now)
-        if probe_due is not None:
-            due.append(probe_due)
+        for extra in (self.prober.next_due(now), self.status.next_due()):
+            if extra is not None:
+                due.append(extra)
         if self.dirty:
             due.append(now)
         return min(due)
@@ -246,7 +249,7 @@ class Kubelet(PodVolumesAndEviction):
 
     def _forget(self, uid: str) -> None:
         self.admitted.pop(uid, None)
-        self.posted.pop(uid, None)
+        self.status.forget(uid)
         self.rejected.discard(uid)
         self.finished.discard(uid)
         self.backoff.forget(uid)
@@ -402,20 +405,7 @@ class Kubelet(PodVolumesAndEviction):
                       name=pod["metadata"].get("name"), container=cname, attempt=attempt)
 
     def _post_status(self, pod: dict, status: dict) -> None:
-        uid = pod["metadata"].get("uid", "")
-        if status == pod.get("status") or status == self.posted.get(uid):
-            return
-        obj = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
-                            "uid": uid},
-               "status": status}
-        try:
-            self.client.update_status(obj)
-        except APIError as e:
-            if e.code == errors.NOT_FOUND:
-                return
-            raise
-        self.posted[uid] = status
+        self.status.set(pod, status)   # written by the status manager, without waiting
 
     def _reject(self, pod: dict, verdict: admission.Admission) -> None:
         uid = pod["metadata"].get("uid", "")
