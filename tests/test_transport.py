@@ -84,3 +84,15 @@ def test_send_with_no_server_fails_fast(address: str) -> None:
         assert address in str(e.value)
     finally:
         c.close()
+
+
+def test_the_listener_asks_for_a_listen_backlog_a_big_lab_fits_in() -> None:
+    """ZeroMQ's default backlog (100) overflowed when 10,000 nodes connected at once."""
+    import zmq
+
+    from emulator.transport.zmq import LISTEN_BACKLOG, ZmqListener
+    lst = ZmqListener("tcp://127.0.0.1:0")
+    try:
+        assert lst.sock.getsockopt(zmq.BACKLOG) == LISTEN_BACKLOG >= 4096
+    finally:
+        lst.close()

@@ -4,7 +4,8 @@ Contract: sockets are created in the calling process (create them after any
 fork). Every socket has ``linger=0`` so that close never blocks. The ROUTER
 sets ``ROUTER_MANDATORY`` so that a send to a departed peer fails at once
 instead of vanishing, and sends with NOBLOCK so a slow peer never stalls the
-server. ``MAXMSGSIZE`` is a hard ceiling well above the protocol's frame limit:
+server. The listen backlog is ``LISTEN_BACKLOG`` (ZeroMQ's default of 100 drops
+the connects of a big lab coming up). ``MAXMSGSIZE`` is a hard ceiling well above the protocol's frame limit:
 frames above the protocol limit reach the server and are answered TooLarge;
 frames above the ceiling make ZeroMQ drop that peer's connection.
 """
@@ -15,6 +16,7 @@ import os
 import zmq
 
 HWM = 100_000
+LISTEN_BACKLOG = 4096
 _SEND_MORE = zmq.NOBLOCK | zmq.SNDMORE
 
 
@@ -31,6 +33,10 @@ class ZmqListener:
         self.sock.setsockopt(zmq.SNDHWM, HWM)
         self.sock.setsockopt(zmq.RCVHWM, HWM)
         self.sock.setsockopt(zmq.MAXMSGSIZE, hard_max_bytes)
+        # ZeroMQ's listen backlog is 100; 10,000 nodes connecting at once overflowed it
+        # (kernel ListenOverflows), their SYNs dropped and retried after 1 s, 3 s ...
+        # Ask for what Go's net.Listen uses: the kernel's somaxconn (which caps it).
+        self.sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         if address.endswith(":0"):
             port = self.sock.bind_to_random_port(address[: address.rindex(":")])
             address = f"{address[: address.rindex(':')]}:{port}"
