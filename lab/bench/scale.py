@@ -108,7 +108,8 @@ def _not_all(h: dict[str, Any]) -> str:
     if not pc:
         return "not measured"
     ok = pc["expected"] - pc["lost_count"] - pc["not_running"]
-    return f"{ok:,} of {pc['expected']:,} Running in the time allowed"
+    return (f"{ok:,} of {pc['expected']:,} Running in the time allowed"
+            + (f" ({pc['unbound']:,} not yet scheduled)" if pc.get("unbound") else ""))
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:

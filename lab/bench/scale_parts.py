@@ -140,10 +140,12 @@ def pods_check(client: Any, expected: set[str], nodes: set[str]) -> dict[str, An
     by_name = {p["metadata"]["name"]: p for p in items}
     lost = sorted(expected - set(by_name))
     not_running = sorted(n for n in expected & set(by_name) if not _running(by_name[n]))
-    bad_node = sorted(n for n in expected & set(by_name) if by_name[n].get("spec", {}).get("nodeName") not in nodes)
+    bound = {n: by_name[n].get("spec", {}).get("nodeName") for n in expected & set(by_name)}
+    unbound = [n for n, node in bound.items() if not node]
+    bad_node = [n for n, node in bound.items() if node and node not in nodes]
     return {"expected": len(expected), "present": len(expected) - len(lost), "lost": lost[:10],
-            "lost_count": len(lost), "not_running": len(not_running), "on_unknown_node": len(bad_node),
-            "ok": not lost and not not_running and not bad_node}
+            "lost_count": len(lost), "not_running": len(not_running), "unbound": len(unbound),
+            "on_unknown_node": len(bad_node), "ok": not lost and not not_running and not bad_node}
 
 
 def create_and_wait_running(client: Any, names: list[str], timeout: float) -> float | None:
