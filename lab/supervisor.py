@@ -177,7 +177,7 @@ class Supervisor(NodeHosts):
             [sys.executable, "-m", "control.apiserver", "--data-dir", str(self.layout.store),
              "--listen", listen, "--endpoint-file", str(self.layout.endpoint),
              "--log-file", str(self.layout.log_for("apiserver")), "--lab", self.config.name,
-             "--bookmark-interval", str(prof.watch_bookmark_interval),
+             "--bookmark-interval", str(prof.bookmark_interval_for(self.config.nodes)),
              "--default-toleration-seconds", str(prof.default_toleration_seconds),
              "--ctl-dir", str(self.layout.run)],
             preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)

@@ -65,6 +65,27 @@ def test_register_and_lease_renewal(env):
           != first["spec"]["renewTime"], what="lease renewed")
 
 
+def test_timers_due_within_the_slack_run_in_one_turn(env):
+    """Lease, status and housekeeping coalesce: an idle node wakes once for them all."""
+    user, kubelet, clock = env
+    k = kubelet()
+    k.step(0)
+    assert k.slack == pytest.approx(FAST.jitter * FAST.node_lease_renew_interval)
+    base = clock.mono()
+    k.heartbeat.next_lease = base + 1.0
+    k.heartbeat.next_status = base + 1.0 + k.slack / 2
+    k.next_housekeeping = base + 1.0 + k.slack * 0.9
+    assert k.next_due() == base + 1.0
+    clock.t = base + 1.0
+    k.step(0)
+    assert k.heartbeat.next_lease > base + 1.0 + k.slack      # renewed
+    assert k.heartbeat.next_status > base + 1.0 + k.slack     # status computed early, in this turn
+    assert k.next_housekeeping > base + 1.0 + k.slack         # housekeeping too
+    k.next_housekeeping = clock.mono() + k.slack * 2          # beyond the slack: not yet
+    k.step(0)
+    assert k.next_housekeeping == clock.mono() + k.slack * 2
+
+
 def test_existing_node_is_adopted(env):
     user, kubelet, clock = env
     user.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})

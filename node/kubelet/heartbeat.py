@@ -5,7 +5,9 @@ and ``updateNodeStatus``)
 ----------------------------------------------------------------------------
 * ``register()`` creates the Node, or adopts an existing one by posting its
   status; raises APIError if the apiserver cannot be reached.
-* ``run_due(now)`` does what is due at monotonic time ``now``: register if
+* ``run_due(now, soon)`` does what is due at monotonic time ``soon`` (default
+  ``now``; a caller coalescing its timers passes ``now`` plus its slack, and
+  the next times are counted from ``now``): register if
   not yet registered (or if the Node vanished), renew the Lease every
   ``node_lease_renew_interval`` stretched by up to ``jitter``, compute the
   status every ``node_status_update_frequency`` and post it when it changed
@@ -78,8 +80,9 @@ class NodeHeartbeat:
     def next_due(self) -> float:
         return min(self.next_lease, self.next_status)
 
-    def run_due(self, now: float) -> None:
-        if now >= self.next_status or not self.registered:
+    def run_due(self, now: float, soon: float | None = None) -> None:
+        soon = now if soon is None else soon
+        if soon >= self.next_status or not self.registered:
             try:
                 if not self.registered:
                     self.register()
@@ -91,7 +94,7 @@ class NodeHeartbeat:
                 self.next_status = now + self.retry
                 self.log.warning("node_status_update_failed", kind="Node", name=self.cfg.name,
                                  code=e.code, error=e.message)
-        if now >= self.next_lease:
+        if soon >= self.next_lease:
             try:
                 self.renew_lease(now)
             except APIError as e:

@@ -11,7 +11,9 @@ Contract
   ``node_lease_renew_interval`` (jittered), compute NodeStatus every
   ``node_status_update_frequency`` and post it when it changed or every
   ``node_status_report_frequency``, resync every pod every
-  ``kubelet_sync_frequency``, and sync each pod that an event, a runtime
+  ``kubelet_sync_frequency`` (these timers coalesce: one due within
+  ``jitter x node_lease_renew_interval`` of the turn runs in it, so an idle node
+  wakes once for them all), and sync each pod that an event, a runtime
   change or a back-off expiry made dirty. It never raises for a lost
   apiserver: the work is retried on a later turn.
 * Syncing a pod: admit it (or reject: phase Failed, ``OutOfcpu`` ...), create
@@ -143,6 +145,7 @@ class Kubelet(PodVolumesAndEviction):
         self.memory_pressure = eviction.PressureState(profile.eviction_pressure_transition_period)
         self.capacity_bytes = memory_bytes(ephemeral_storage)
         self.next_housekeeping = 0.0
+        self.slack = profile.jitter * profile.node_lease_renew_interval   # timer coalescing
         self.prober = ProbeManager(self.runtime, self.recorder, clock=clock, wall=wall, log=self.log)
         self.metrics = KubeletMetrics()
 
@@ -180,13 +183,16 @@ class Kubelet(PodVolumesAndEviction):
         while self.wakeups and self.wakeups[0][0] <= now:
             _t, ns, name = heapq.heappop(self.wakeups)
             self.dirty.add((ns, name))
-        self.heartbeat.run_due(now)
-        if now >= self.next_resync and self.informer is not None:
+        # Timers due within the slack run in this turn: one wake-up for the Lease, the
+        # status and housekeeping, where each woke the node on its own.
+        soon = now + self.slack
+        self.heartbeat.run_due(now, soon)
+        if soon >= self.next_resync and self.informer is not None:
             self.next_resync = now + self.profile.kubelet_sync_frequency
             self.dirty.update(self.informer.cache.keys())
             self._cleanup_orphans()
         self._sync_dirty()
-        if now >= self.next_housekeeping:
+        if soon >= self.next_housekeeping:
             self.next_housekeeping = now + self.profile.housekeeping_interval
             try:
                 self._housekeeping(now)
