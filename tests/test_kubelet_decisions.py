@@ -198,6 +198,12 @@ def test_node_status_change_ignores_heartbeats():
     assert not node_status.status_changed(a, b)
     cfg.cpu = "8"
     assert node_status.status_changed(a, node_status.node_status(cfg, NOW, a))
+    flipped = {**a, "conditions": [{**c, "status": "True"} if c["type"] == "DiskPressure" else c
+                                   for c in a["conditions"]]}
+    assert node_status.status_changed(a, flipped) and node_status.status_changed(flipped, a)
+    assert node_status.status_changed(a, {k: v for k, v in a.items() if k != "capacity"})
+    assert node_status.status_changed(None, a) and not node_status.status_changed(None, {})
+    assert a["conditions"][0]["lastHeartbeatTime"]   # the comparison left its inputs alone
 
 
 def test_lease():
