@@ -3,7 +3,10 @@
 Contract: ``default`` uses Kubernetes' own timings. ``fast`` divides every
 duration by 20 (with small floors), so tests and chaos experiments see the
 same sequence of events in seconds instead of minutes. Components receive a
-``Profile`` and read timers from it; they never invent their own.
+``Profile`` and read timers from it; they never invent their own. A lab's
+processes get ``NAME@NODES`` (``get_profile``): the profile as a lab of that
+size runs it (``Profile.for_lab``: bookmarks, and ``fast``'s heartbeats, stretch
+with the lab's size).
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ class Profile:
     log_max_lab_size: str = "1Gi"            # a lab's logs, rotated files included, are capped at this
     # jitter applied to periodic timers, as a fraction (client-go's wait.Jitter)
     jitter: float = 0.1
+    heartbeat_stretch_nodes: int = 0         # above this many nodes heartbeats stretch (0: never)
 
     def bookmark_interval_for(self, nodes: int) -> float:
         """The bookmark interval of a lab of ``nodes`` nodes: ``watch_bookmark_interval``
@@ -62,10 +66,29 @@ class Profile:
         stretched = self.watch_bookmark_interval * max(1.0, nodes / BOOKMARK_NODES)
         return max(self.watch_bookmark_interval, min(self.watch_bookmark_interval_max, stretched))
 
+    def for_lab(self, nodes: int) -> "Profile":
+        """The profile as a lab of ``nodes`` nodes runs it: the bookmark interval of
+        ``bookmark_interval_for``; and, above ``heartbeat_stretch_nodes`` nodes, the
+        node heartbeat timers (``HEARTBEAT_TIMERS``: Lease duration and renewal, status,
+        housekeeping, and the node lifecycle controller's period and grace) stretched in
+        proportion to the size, as dask stretches its workers' heartbeats, at most
+        ``MAX_STRETCH`` times. ``default`` keeps Kubernetes' timings at any size, as
+        Kubernetes does; ``fast`` stretches above 250 nodes (x4 at 1,000: renewal 2 s,
+        grace 8 s), where 1,000 nodes renewing every 0.5 s took the whole machine.
+        Evictions (``default_toleration_seconds``) do not stretch."""
+        p = replace(self, watch_bookmark_interval=self.bookmark_interval_for(nodes))
+        if not self.heartbeat_stretch_nodes or nodes <= self.heartbeat_stretch_nodes:
+            return p
+        f = min(MAX_STRETCH, nodes / self.heartbeat_stretch_nodes)
+        return replace(p, **{k: getattr(self, k) * f for k in HEARTBEAT_TIMERS})
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+HEARTBEAT_TIMERS = ("node_lease_duration", "node_lease_renew_interval", "node_status_update_frequency",
+                    "housekeeping_interval", "node_monitor_period", "node_monitor_grace_period")
+MAX_STRETCH = 20.0     # fast's heartbeats never stretch beyond default's
 BOOKMARK_NODES = 100   # labs up to this size get the profile's bookmark interval as it is
 DEFAULT = Profile("default")
 
@@ -73,7 +96,7 @@ DEFAULT = Profile("default")
 def _scaled(p: Profile, name: str, factor: float) -> Profile:
     changes: dict[str, Any] = {"name": name}
     for k, v in asdict(p).items():
-        if k in ("name", "jitter"):
+        if k in ("name", "jitter", "heartbeat_stretch_nodes"):
             continue
         if isinstance(v, int) and not isinstance(v, bool):
             changes[k] = max(1, int(round(v / factor)))
@@ -86,13 +109,24 @@ def _scaled(p: Profile, name: str, factor: float) -> Profile:
 # scenarios lean on a quiet watch learning of a lost event (a bookmark's seq) at once.
 # Labs of more than ``BOOKMARK_NODES`` nodes stretch it towards 3 s (bookmark_interval_for).
 # It also collects metrics every 5 s: its runs last seconds, not hours.
-FAST = replace(_scaled(DEFAULT, "fast", 20.0), watch_bookmark_interval=0.25, metrics_interval="5s")
+# Labs of more than 250 nodes stretch its heartbeats (for_lab).
+FAST = replace(_scaled(DEFAULT, "fast", 20.0), watch_bookmark_interval=0.25, metrics_interval="5s",
+               heartbeat_stretch_nodes=250)
 
 PROFILES = {"default": DEFAULT, "fast": FAST}
 
 
 def get_profile(name: str) -> Profile:
+    """``NAME``, or ``NAME@N``: the profile as a lab of N nodes runs it (``for_lab``;
+    a lab passes its processes ``LabConfig.process_profile``)."""
+    base, at, nodes = name.partition("@")
     try:
-        return PROFILES[name]
+        p = PROFILES[base]
     except KeyError:
-        raise ValueError(f'unknown profile "{name}"; choose one of: {", ".join(sorted(PROFILES))}')
+        raise ValueError(f'unknown profile "{base}"; choose one of: {", ".join(sorted(PROFILES))}') from None
+    if not at:
+        return p
+    if not nodes.isdigit() or int(nodes) < 1:
+        raise ValueError(f'profile "{name}": after "@" comes the lab\'s node count, a whole number '
+                         f'of at least 1 (e.g. "{base}@1000")')
+    return p.for_lab(int(nodes))

@@ -41,7 +41,7 @@ def run_node(ctx: ChildContext) -> None:
     from node.kubelet.kubelet import run
     root = ctx.layout.node_root(ctx.name)
     root.mkdir(parents=True, exist_ok=True)
-    run(server=ctx.server, node_name=ctx.name, profile_name=ctx.config.profile,
+    run(server=ctx.server, node_name=ctx.name, profile_name=ctx.config.process_profile,
         root_dir=str(root), zone=ctx.config.zone_for(ctx.index), cpu=ctx.config.node_cpu,
         memory=ctx.config.node_memory, pods=ctx.config.node_pods,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
@@ -59,20 +59,20 @@ def run_nodehost(ctx: ChildContext) -> None:
                       ephemeral_storage=cfg.node_ephemeral_storage, node_ip=cfg.node_ip(i),
                       pod_cidr=cfg.pod_cidr(i), shared_root=str(ctx.layout.shared))
              for name, i in ctx.members]
-    run(ctx.server, specs, cfg.profile, run_dir=str(ctx.layout.run),
+    run(ctx.server, specs, cfg.process_profile, run_dir=str(ctx.layout.run),
         log_path=str(ctx.layout.log_for(ctx.name)), lab=cfg.name, command_fd=ctx.command_fd,
         start=ctx.start)
 
 
 def run_scheduler(ctx: ChildContext) -> None:
     from control.scheduler.scheduler import run
-    run(server=ctx.server, profile_name=ctx.config.profile,
+    run(server=ctx.server, profile_name=ctx.config.process_profile,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name)
 
 
 def run_controller_manager(ctx: ChildContext) -> None:
     from control.controllers.manager import CONTROLLERS, run
-    run(server=ctx.server, profile_name=ctx.config.profile,
+    run(server=ctx.server, profile_name=ctx.config.process_profile,
         log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
         controllers=tuple(CONTROLLERS), nodes_root=str(ctx.layout.nodes),
         shared_root=str(ctx.layout.shared))
@@ -82,7 +82,7 @@ def run_metrics(ctx: ChildContext) -> None:
     from emulator.profiles import get_profile
     from lab.chaos.model import parse_duration
     from lab.metrics_addon import run
-    interval = parse_duration(get_profile(ctx.config.profile).metrics_interval, "metrics_interval")
+    interval = parse_duration(get_profile(ctx.config.process_profile).metrics_interval, "metrics_interval")
     run(str(ctx.layout.run), str(ctx.layout.root / "metrics"), interval, lab=ctx.config.name,
         log_path=str(ctx.layout.log_for(ctx.name)), port=ctx.config.metrics_port,
         port_file=str(ctx.layout.run / "metrics.endpoint"))
@@ -90,7 +90,7 @@ def run_metrics(ctx: ChildContext) -> None:
 
 def run_dns(ctx: ChildContext) -> None:
     from control.dns.server import run
-    run(server=ctx.server, profile_name=ctx.config.profile, listen_host="127.0.0.1",
+    run(server=ctx.server, profile_name=ctx.config.process_profile, listen_host="127.0.0.1",
         port=ctx.config.dns_port, log_path=str(ctx.layout.log_for(ctx.name)), lab=ctx.config.name,
         port_file=str(ctx.layout.run / "dns.endpoint"))
 

@@ -78,6 +78,11 @@ class LabConfig:
     runtime_for: dict[str, str] = field(default_factory=dict)   # per-node override: node -> runtime
     nodes_per_process: int = 1   # K > 1: K nodes in each node-host process (node.host)
 
+    @property
+    def process_profile(self) -> str:
+        """The profile name the lab's processes run: ``NAME@NODES`` (``emulator.profiles``)."""
+        return f"{self.profile}@{self.nodes}"
+
     def validate(self) -> "LabConfig":
         check_lab_name(self.name)
         if not isinstance(self.nodes, int) or self.nodes < 1:

@@ -74,7 +74,7 @@ def run(lab: Any, kemu: Callable[..., None], say: Callable[[str], None]) -> None
             break
         time.sleep(0.02)   # the client's request pacing, not synchronisation
     from emulator.profiles import get_profile
-    grace = get_profile(lab.config.profile).node_monitor_grace_period
+    grace = get_profile(lab.config.process_profile).node_monitor_grace_period
     last = f"{failures[-1]:.2f}s" if failures else "never"
     print(f"{sent} requests, {len(failures)} failed; the last failure {last} after the kill "
           f"(the profile's detection time, node-monitor-grace-period: {grace:.1f}s)")

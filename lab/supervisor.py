@@ -170,14 +170,14 @@ class Supervisor(NodeHosts):
     def _start_apiserver(self, c: Child) -> None:
         listen = self.server or f"tcp://127.0.0.1:{self.config.port}"
         from emulator.profiles import get_profile
-        prof = get_profile(self.config.profile)
+        prof = get_profile(self.config.process_profile)
         if self.layout.endpoint.exists():
             self.layout.endpoint.unlink()
         c.popen = subprocess.Popen(
             [sys.executable, "-m", "control.apiserver", "--data-dir", str(self.layout.store),
              "--listen", listen, "--endpoint-file", str(self.layout.endpoint),
              "--log-file", str(self.layout.log_for("apiserver")), "--lab", self.config.name,
-             "--bookmark-interval", str(prof.bookmark_interval_for(self.config.nodes)),
+             "--bookmark-interval", str(prof.watch_bookmark_interval),
              "--default-toleration-seconds", str(prof.default_toleration_seconds),
              "--ctl-dir", str(self.layout.run)],
             preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)

@@ -24,3 +24,29 @@ def test_the_bookmark_interval_stretches_with_the_labs_size_up_to_its_maximum(no
 def test_an_unknown_profile_names_the_choices():
     with pytest.raises(ValueError, match='unknown profile "slow"; choose one of: default, fast'):
         get_profile("slow")
+
+
+def test_fast_heartbeats_stretch_with_a_big_labs_size_and_default_never_does():
+    small, big, huge = FAST.for_lab(250), FAST.for_lab(1000), FAST.for_lab(100_000)
+    assert small.node_lease_renew_interval == FAST.node_lease_renew_interval
+    assert big.node_lease_renew_interval == pytest.approx(4 * FAST.node_lease_renew_interval)   # 2 s
+    assert big.node_monitor_grace_period == pytest.approx(4 * FAST.node_monitor_grace_period)   # 8 s
+    assert big.node_lease_duration == big.node_monitor_grace_period
+    assert big.default_toleration_seconds == FAST.default_toleration_seconds    # evictions do not stretch
+    assert big.watch_bookmark_interval == pytest.approx(2.5)
+    assert huge.node_monitor_grace_period == pytest.approx(DEFAULT.node_monitor_grace_period)   # capped
+    assert DEFAULT.for_lab(10_000).node_lease_renew_interval == DEFAULT.node_lease_renew_interval
+
+
+def test_a_lab_passes_its_processes_the_profile_at_its_size():
+    from lab.config import LabConfig
+    cfg = LabConfig(nodes=1000, profile="fast")
+    assert cfg.process_profile == "fast@1000"
+    assert get_profile(cfg.process_profile) == FAST.for_lab(1000)
+    assert get_profile("fast@3") == FAST.for_lab(3)
+
+
+@pytest.mark.parametrize("name", ["fast@", "fast@x", "fast@0", "fast@-3"])
+def test_a_bad_node_count_in_a_profile_name_is_explained(name):
+    with pytest.raises(ValueError, match="after \"@\" comes the lab's node count"):
+        get_profile(name)

@@ -44,7 +44,7 @@ def run(nodes: int = 3, victim: str = "node-2") -> dict[str, Any]:
                 if tainted is None and any(t["key"] == "node.kubernetes.io/unreachable" and
                                            t["effect"] == "NoExecute" for t in taints):
                     tainted = now - t0
-    grace = FAST.node_monitor_grace_period
+    grace = FAST.for_lab(nodes).node_monitor_grace_period   # a big lab's heartbeats stretch
     return {"benchmark": "node-failure", "profile": "fast", "nodes": nodes,
             "grace_period_s": grace, "kill_to_ready_unknown_s": None if unknown is None else round(unknown, 3),
             "kill_to_unreachable_taint_s": None if tainted is None else round(tainted, 3),

@@ -270,7 +270,7 @@ def node_failure(lab: Any, replicas: int, victim: str = "node-2", timeout: float
     to the unreachable NoExecute taint, and to ``replicas`` pods Running, none on the victim."""
     from emulator.profiles import get_profile
     from lab.bench.rollout import deployment
-    prof = get_profile(lab.config.profile)
+    prof = get_profile(lab.config.process_profile)
     c = lab.client
     d = deployment(replicas)
     c.create(d, namespace=d["metadata"]["namespace"])

@@ -199,7 +199,7 @@ class MemoryPressure:
         _check(self.name, lab, fault, self.params)
         nbytes_given = _hog_bytes_param((fault.params or {}).get("bytes"))
         state: dict[str, Any] = {"files": {}, "bytes": {}}
-        spec = get_profile(lab.config.profile).eviction_hard_memory_available
+        spec = get_profile(lab.config.process_profile).eviction_hard_memory_available
         for node in fault.targets:
             root = lab.layout.node_root(node)
             nbytes = nbytes_given
