@@ -70,7 +70,8 @@ class Profile:
         """The profile as a lab of ``nodes`` nodes runs it: the bookmark interval of
         ``bookmark_interval_for``; and, above ``heartbeat_stretch_nodes`` nodes, the
         node heartbeat timers (``HEARTBEAT_TIMERS``: Lease duration and renewal, status,
-        housekeeping, and the node lifecycle controller's period and grace) stretched in
+        housekeeping, and the node lifecycle controller's grace; not its period, which
+        bounds how late past the grace a silent node is seen) stretched in
         proportion to the size, as dask stretches its workers' heartbeats, at most
         ``MAX_STRETCH`` times. ``default`` keeps Kubernetes' timings at any size, as
         Kubernetes does; ``fast`` stretches above 250 nodes (x4 at 1,000: renewal 2 s,
@@ -87,7 +88,7 @@ class Profile:
 
 
 HEARTBEAT_TIMERS = ("node_lease_duration", "node_lease_renew_interval", "node_status_update_frequency",
-                    "housekeeping_interval", "node_monitor_period", "node_monitor_grace_period")
+                    "housekeeping_interval", "node_monitor_grace_period")
 MAX_STRETCH = 20.0     # fast's heartbeats never stretch beyond default's
 BOOKMARK_NODES = 100   # labs up to this size get the profile's bookmark interval as it is
 DEFAULT = Profile("default")

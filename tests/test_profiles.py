@@ -33,6 +33,7 @@ def test_fast_heartbeats_stretch_with_a_big_labs_size_and_default_never_does():
     assert big.node_monitor_grace_period == pytest.approx(4 * FAST.node_monitor_grace_period)   # 8 s
     assert big.node_lease_duration == big.node_monitor_grace_period
     assert big.default_toleration_seconds == FAST.default_toleration_seconds    # evictions do not stretch
+    assert big.node_monitor_period == FAST.node_monitor_period    # nor how often silence is looked for
     assert big.watch_bookmark_interval == pytest.approx(2.5)
     assert huge.node_monitor_grace_period == pytest.approx(DEFAULT.node_monitor_grace_period)   # capped
     assert DEFAULT.for_lab(10_000).node_lease_renew_interval == DEFAULT.node_lease_renew_interval
