@@ -311,7 +311,7 @@ class Client:
         if len(frame) > self.max_frame_bytes:
             raise APIError(errors.TOO_LARGE, f"request of {len(frame)} bytes exceeds the maximum "
                                              f"frame size of {self.max_frame_bytes} bytes")
-        if getattr(self._conn, "lossy", False):
+        if self.lossy:
             self._unacked[rid] = frame
         self._conn.send(frame)
 
@@ -480,6 +480,12 @@ class Client:
             return True, self._result(reply)
         except APIError as e:
             return True, e
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the link drops frames now (netem loss): only a request waited for is
+        retransmitted, so a caller that must get through waits rather than pipelines."""
+        return bool(getattr(self._conn, "lossy", False))
 
     def forget(self, rid: int) -> None:
         """Give up on a request made with ``send``: its reply, if it ever comes, is dropped."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import FakeClock, poll_for
+from emulator.api import errors
+from emulator.api.errors import APIError
 from emulator.client import Client
 from node.kubelet.status_manager import StatusManager
 
@@ -78,22 +80,44 @@ def test_a_deleted_pod_is_forgotten_not_resynced(client, pod):
     assert sm.written == {} and sm.latest(pod["metadata"]["uid"]) is None
 
 
-def test_an_unanswered_write_is_abandoned_after_the_timeout_and_the_pod_resynced(threaded_server):
-    srv = threaded_server()
-    c = Client(srv.address, component="test", timeout=5, retries=0)
-    try:
-        pod = c.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
-                        "spec": {"containers": [{"name": "app", "image": "busybox"}]}})
-        srv.stop()                                          # nobody will answer
-        clock = FakeClock()
-        sm = StatusManager(c, clock.mono, timeout=5)
-        sm.set(pod, running(2))
-        assert sm.next_due() == clock.mono() + 5
-        assert sm.collect(clock.mono()) == set()            # not yet given up
-        clock.t += 5.1
-        assert sm.collect(clock.mono()) == {("default", "web")}
-        assert sm.pending() == 0 and sm.next_due() is None and not c._outstanding
-        sm.set(pod, running(2))                             # the resync's write goes out again
-        assert sm.pending() == 1
-    finally:
-        c.close()
+class SilentClient:
+    """A client whose requests are never answered (or, with ``down``, cannot be sent)."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down, self.sent, self.forgotten = down, [], []
+
+    def send(self, op: str, **args: object) -> int:
+        if self.down:
+            raise APIError(errors.UNAVAILABLE, "cannot connect")
+        self.sent.append((op, args))
+        return len(self.sent)
+
+    def take_reply(self, rid: int) -> tuple[bool, object]:
+        return False, None
+
+    def forget(self, rid: int) -> None:
+        self.forgotten.append(rid)
+
+
+POD = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"}, "status": {"phase": "Pending"}}
+
+
+def test_an_unanswered_write_is_abandoned_after_the_timeout_and_the_pod_resynced():
+    clock, c = FakeClock(), SilentClient()
+    sm = StatusManager(c, clock.mono, timeout=5)
+    sm.set(POD, running(2))
+    assert sm.next_due() == clock.mono() + 5
+    clock.t += 4.9
+    assert sm.collect(clock.mono()) == set()            # not yet given up
+    clock.t += 0.2
+    assert sm.collect(clock.mono()) == {("default", "web")}
+    assert c.forgotten == [1] and sm.pending() == 0 and sm.next_due() is None
+    sm.set(POD, running(2))                             # the resync's write goes out again
+    assert len(c.sent) == 2 and c.sent[1][1]["subresource"] == "status"
+
+
+def test_a_write_that_cannot_be_sent_resyncs_the_pod_on_the_next_turn():
+    clock = FakeClock()
+    sm = StatusManager(SilentClient(down=True), clock.mono, timeout=5)
+    sm.set(POD, running(2))                             # never raises
+    assert sm.collect(clock.mono()) == {("default", "web")} and sm.pending() == 0
