@@ -149,7 +149,10 @@ class Watch:
 class Client:
     def __init__(self, server: str, *, component: str = "client", node: str | None = None,
                  lab: str | None = None, timeout: float = 5.0, retries: int = 2, backoff: float = 0.05,
-                 backoff_max: float = 2.0) -> None:
+                 backoff_max: float = 2.0, connect_timeout: float | None = None) -> None:
+        """``connect_timeout``: how long a send waits for the connection to be made
+        (the transport's default, 1 s, when None); a client that connects while
+        thousands of others do (a big lab's own) waits longer."""
         problem = transport.check_address(server)
         if problem:
             raise APIError(errors.BAD_REQUEST, f"server address: {problem}")
@@ -170,7 +173,8 @@ class Client:
         self._watches: dict[int | None, Watch] = {}
         self._all_watches: list[Watch] = []
         self._said_hello = False
-        self._conn = netem.wrap(transport.connect(server), node or component)
+        opts = {} if connect_timeout is None or server.startswith("mem://") else {"connect_timeout": connect_timeout}
+        self._conn = netem.wrap(transport.connect(server, **opts), node or component)
         self._unacked: dict[int, bytes] = {}   # frames to retransmit while the link is lossy
         self.reconnects = 0
         self.retransmits = 0

@@ -186,9 +186,11 @@ class Lab:
     @property
     def client(self) -> Client:
         if self._client is None:
-            # A big lab's apiserver is busy while thousands of nodes register: be patient.
-            self._client = Client(self.server, component="lab", lab=self.name,
-                                  timeout=5 + self.config.nodes / 1000, retries=3)
+            # A big lab's apiserver is busy while thousands of nodes connect and register: be
+            # patient, and do not give up a connection in the making (a new one queues again).
+            patience = 5 + self.config.nodes / 1000
+            self._client = Client(self.server, component="lab", lab=self.name, timeout=patience,
+                                  retries=3, connect_timeout=patience)
         return self._client
 
     def running(self) -> bool:

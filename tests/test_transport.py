@@ -96,3 +96,18 @@ def test_the_listener_asks_for_a_listen_backlog_a_big_lab_fits_in() -> None:
         assert lst.sock.getsockopt(zmq.BACKLOG) == LISTEN_BACKLOG >= 4096
     finally:
         lst.close()
+
+
+def test_a_client_can_wait_longer_for_its_connection_than_the_default() -> None:
+    """A big lab's own client connects while thousands of nodes do: it must not give up
+    a connection in the making after 1 s (and queue again behind them)."""
+    from emulator.client import Client
+    c = Client("tcp://127.0.0.1:1", connect_timeout=15.0)
+    d = Client("tcp://127.0.0.1:1")
+    try:
+        conn = getattr(c._conn, "inner", c._conn)
+        assert conn.connect_timeout == 15.0
+        assert getattr(d._conn, "inner", d._conn).connect_timeout == 1.0
+    finally:
+        c.close()
+        d.close()
