@@ -13,8 +13,9 @@ Parts (``--parts``, comma-separated; all by default):
   creates later (the churn); create to Running through a watch, p99;
 * ``scheduler``: ``kemu bench scheduler`` in the SchedulingBasic shape (1,000
   Node objects, no node processes; 10,000 pods);
-* ``node-failure``: 1,000 node processes, ``fast`` profile, a Deployment of
-  2,000 pods; SIGKILL one node: Ready=Unknown vs. the grace period + 1 s, and
+* ``node-failure``: 1,000 node processes, ``fast`` profile (its heartbeats
+  stretched for the lab's size: ``Profile.for_lab``), a Deployment of 2,000
+  pods; SIGKILL one node: Ready=Unknown vs. the lab's grace period + 1 s, and
   its pods replaced and Running vs. the eviction timeout + 2 s after the taint;
 * ``hosts``: 10,000 nodes packed 100 per process, 100,000 pods Running, the
   apiserver's RSS; "not built" when ``Lab`` has no ``nodes_per_process``.
