@@ -65,26 +65,6 @@ def test_register_and_lease_renewal(env):
           != first["spec"]["renewTime"], what="lease renewed")
 
 
-def test_a_lease_renewal_is_pipelined_one_at_a_time_and_a_deleted_lease_comes_back(env):
-    user, kubelet, clock = env
-    k = kubelet()
-    hb = k.heartbeat
-    clock.t = hb.next_lease
-    k.step(0)                                   # sends the renewal, does not wait for it
-    rid = hb.lease_rid
-    assert rid is not None
-    clock.t = hb.next_lease                     # due again while the first is unanswered ...
-    hb.run_due(clock.mono())
-    assert hb.lease_rid in (rid, None)          # ... no second renewal is sent beside it
-    drive([k], clock, lambda: hb.lease_rid is None, what="the renewal answered", advance=0.0)
-    user.delete("Lease", "node-1", "kube-node-lease")
-    before = user.list("Lease", "kube-node-lease")["metadata"]["resourceVersion"]
-    drive([k], clock, lambda: any(le["metadata"]["name"] == "node-1"
-                                  for le in user.list("Lease", "kube-node-lease")["items"]),
-          what="the Lease created again", advance=0.1)
-    assert int(user.get("Lease", "node-1", "kube-node-lease")["metadata"]["resourceVersion"]) > int(before)
-
-
 def test_timers_due_within_the_slack_run_in_one_turn(env):
     """Lease, status and housekeeping coalesce: an idle node wakes once for them all."""
     user, kubelet, clock = env

@@ -13,14 +13,7 @@ and ``updateNodeStatus``)
   status every ``node_status_update_frequency`` and post it when it changed
   (ignoring heartbeat times) or when ``node_status_report_frequency`` has
   passed. A failure is logged and retried after a quarter of the renew
-  interval; it never raises. A renewal of an existing Lease is pipelined, as
-  the kubelet's lease controller runs apart from its pod work: sent without
-  waiting (one at a time), its reply taken on a later call; no reply within
-  ``min(client timeout, renew interval)`` abandons it and renews again, and
-  NotFound re-creates the Lease. In a node host a blocking renewal per node
-  held up the host's other nodes (94% of a host's time under 100,000 pods).
-  While the link is lossy (netem loss) renewals wait, so that they are
-  retransmitted.
+  interval; it never raises.
 * ``next_due()`` is the monotonic time of the next due work.
 """
 from __future__ import annotations
@@ -57,9 +50,6 @@ class NodeHeartbeat:
         self.next_status = 0.0
         self.last_post = -1e18
         self.retry = profile.node_lease_renew_interval / 4
-        self.lease_rid: int | None = None   # a pipelined renewal in flight
-        self.lease_sent_at = 0.0
-        self.lease_timeout = min(client.timeout, profile.node_lease_renew_interval)
 
     def node_ref(self) -> dict:
         return {"kind": "Node", "apiVersion": "v1",
@@ -88,10 +78,7 @@ class NodeHeartbeat:
                             f"Node {self.cfg.name} status is now: NodeReady")
 
     def next_due(self) -> float:
-        due = min(self.next_lease, self.next_status)
-        if self.lease_rid is not None:
-            due = min(due, self.lease_sent_at + self.lease_timeout)
-        return due
+        return min(self.next_lease, self.next_status)
 
     def run_due(self, now: float, soon: float | None = None) -> None:
         soon = now if soon is None else soon
@@ -107,46 +94,13 @@ class NodeHeartbeat:
                 self.next_status = now + self.retry
                 self.log.warning("node_status_update_failed", kind="Node", name=self.cfg.name,
                                  code=e.code, error=e.message)
-        self._collect_renewal(now)
-        if soon >= self.next_lease and self.lease_rid is None:
+        if soon >= self.next_lease:
             try:
-                if self.lease_exists and not self.client.lossy:
-                    self._send_renewal(now)
-                else:
-                    self.renew_lease(now)
+                self.renew_lease(now)
             except APIError as e:
-                self._renew_failed(now, e)
-
-    def _renew_failed(self, now: float, e: APIError) -> None:
-        self.next_lease = now + self.retry
-        self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
-                         name=self.cfg.name, code=e.code, error=e.message)
-
-    def _send_renewal(self, now: float) -> None:
-        spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
-        self.lease_rid = self.client.send("patch", kind="Lease", name=self.cfg.name,
-                                          namespace=lease.LEASE_NAMESPACE, patch={"spec": spec},
-                                          patchType="merge", subresource=None)
-        self.lease_sent_at = now
-        self.next_lease = now + lease.renew_interval(self.profile.node_lease_renew_interval,
-                                                     self.profile.jitter, self.rng)
-
-    def _collect_renewal(self, now: float) -> None:
-        rid = self.lease_rid
-        if rid is None:
-            return
-        done, result = self.client.take_reply(rid)
-        if not done:
-            if now - self.lease_sent_at < self.lease_timeout:
-                return
-            self.client.forget(rid)
-            result = APIError(errors.UNAVAILABLE, f"no reply to the Lease renewal within {self.lease_timeout:g}s")
-        self.lease_rid = None
-        if isinstance(result, APIError):
-            self._renew_failed(now, result)
-            if result.code == errors.NOT_FOUND:
-                self.lease_exists = False   # deleted: create it again at once
-                self.next_lease = now
+                self.next_lease = now + self.retry
+                self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
+                                 name=self.cfg.name, code=e.code, error=e.message)
 
     def _update_status(self, now: float) -> None:
         self.next_status = now + self.profile.node_status_update_frequency
