@@ -33,7 +33,7 @@ def lab(tmp_path: Path) -> SimpleNamespace:
         layout.node_root(n).mkdir(parents=True)
     return SimpleNamespace(name="t", nodes=["node-1", "node-2", "node-3"], layout=layout, client=_NoServer(),
                            config=SimpleNamespace(node_ephemeral_storage="1Gi", node_memory="16Gi",
-                                                  profile="fast"))
+                                                  profile="fast", process_profile="fast@3"))
 
 
 def fault(kind: str, *targets: str, fid: str = "f-1", **params: str) -> Fault:
