@@ -202,16 +202,24 @@ def start_time(pid: int) -> float | None:
 
 
 def lab_pids(lab: Lab) -> dict[int, tuple[float | None, str]]:
-    """Every live pid the lab has now: supervisor, processes, containers and monitors."""
+    """Every live pid the lab has now: supervisor, processes, containers, monitors and healers.
+
+    Only processes that exist now are recorded, with their start time: a pid
+    recorded without one (a healer that already exited) would match whatever
+    process or thread later reuses the number (pid_max is 32768 here)."""
     out: dict[int, tuple[float | None, str]] = {}
+
+    def add(pid: int, what: str) -> None:
+        start = start_time(pid)
+        if start is not None:
+            out[pid] = (start, what)
     try:
-        sup = int(lab.layout.supervisor_pid.read_text().strip())
-        out[sup] = (start_time(sup), "supervisor")
+        add(int(lab.layout.supervisor_pid.read_text().strip()), "supervisor")
     except (OSError, ValueError):
         pass
     for p in lab.processes():
         if p.get("pid") and p.get("state") in ("running", "paused"):
-            out[p["pid"]] = (start_time(p["pid"]), p["name"])
+            add(p["pid"], p["name"])
     for node in PROCESS_NODES:
         for st in (lab.layout.node_root(node) / "var" / "lib" / "kemu" / "containers").glob("*/state.json"):
             try:
@@ -220,21 +228,23 @@ def lab_pids(lab: Lab) -> dict[int, tuple[float | None, str]]:
                 continue
             for key in ("pid", "shim_pid"):
                 if data.get(key):
-                    out[data[key]] = (start_time(data[key]), f"{node} container {key}")
+                    add(data[key], f"{node} container {key}")
     try:
         for pid in (json.loads((lab.layout.run / "chaos.json").read_text()).get("healers") or {}):
-            out[int(pid)] = (start_time(int(pid)), "healer")
+            add(int(pid), "healer")
     except (OSError, ValueError):
         pass
     return out
 
 
 def fault_pids(f: Any) -> dict[int, tuple[float | None, str]]:
+    """The fault's healer and workers, by pid and start time (none without one: see lab_pids)."""
     out: dict[int, tuple[float | None, str]] = {}
-    if f.healer_pid:
+    if f.healer_pid and f.healer_start is not None:
         out[f.healer_pid] = (f.healer_start, f"healer of {f.id}")
     for w in (f.state or {}).get("workers") or []:
-        out[int(w["pid"])] = (w.get("start"), f"cpu-stress worker of {f.id}")
+        if w.get("start") is not None:
+            out[int(w["pid"])] = (w["start"], f"cpu-stress worker of {f.id}")
     return out
 
 
