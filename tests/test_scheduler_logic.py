@@ -393,3 +393,42 @@ def test_specialised_pod_filter_agrees_with_the_plugin_chain():
         check = pod_filter(pi)
         for ni in c.node_infos():
             assert check(ni) == run_filters(pi, ni)
+
+
+def test_fused_filter_and_score_pass_agrees_with_the_plugins():
+    """find_feasible filters and scores in one pass; it must match run_filters and least_allocated."""
+    from control.scheduler.scoring import least_allocated
+    rng = random.Random(5)
+    taint_pool = [{"key": "a", "effect": "NoSchedule"}, {"key": "c", "effect": "PreferNoSchedule"}]
+    nodes = [node(f"n{i}", cpu=rng.choice(["1", "2", "4"]), memory=rng.choice(["1Gi", "4Gi"]),
+                  pods=rng.choice([1, 3, 110]), labels={"disk": rng.choice(["ssd", "hdd"])},
+                  taints=rng.sample(taint_pool, rng.randrange(2)), ready=rng.choice(["True", "True", "False"]),
+                  unschedulable=rng.random() < 0.1) for i in range(150)]
+    c = cache_of(*nodes, pods=[pod(f"q{i}", cpu="300m", memory="256Mi", node_name=f"n{i % 150}")
+                               for i in range(200)])
+    fw = Framework(random.Random(1), percentage_of_nodes_to_score=None)
+    odd = lambda ni: Status(("odd",)) if ni.name.endswith("7") else None   # noqa: E731
+    for j in range(300):
+        spec = {"tolerations": [{"key": "a", "operator": "Exists"}]} if rng.random() < 0.5 else {}
+        if rng.random() < 0.3:
+            spec["nodeSelector"] = {"disk": "ssd"}
+        pi = pod_info(pod(f"p{j}", cpu=rng.choice([None, "100m", "1", "3"]),
+                          memory=rng.choice([None, "512Mi", "3Gi"]), **spec))
+        extra = odd if j % 4 == 0 else None
+        all_nodes = c.node_infos()
+        start = fw.next_start_node_index
+        feasible, statuses, processed, fit = fw.find_feasible(pi, all_nodes, extra)
+        want_feasible, want_statuses = [], {}
+        for k in range(processed):
+            ni = all_nodes[(start + k) % len(all_nodes)]
+            st = run_filters(pi, ni) or (extra(ni) if extra else None)
+            if st is None:
+                want_feasible.append(ni)
+            else:
+                want_statuses[ni.name] = st
+        assert [n.name for n in feasible] == [n.name for n in want_feasible]
+        assert statuses == want_statuses
+        assert fit == least_allocated(pi, feasible)
+        assert processed == len(all_nodes) or len(feasible) == num_feasible_nodes_to_find(len(all_nodes))
+        if feasible and j % 3 == 0:
+            c.assume_pod(pi.pod, feasible[0].name, pi)

@@ -27,7 +27,8 @@ from typing import Any
 
 from emulator.api.quantity import cpu_millis, memory_bytes
 
-from control.scheduler.podinfo import Resources, controller_uid, non_zero_requests, pod_key, pod_requests
+from control.scheduler.podinfo import (PodInfo, Resources, controller_uid, non_zero_requests, pod_key,
+                                      pod_requests)
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
@@ -64,7 +65,7 @@ def effective_taints(node: dict) -> list[dict]:
     return taints
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeInfo:
     name: str
     node: dict | None = None
@@ -185,12 +186,15 @@ class Cache:
         else:
             counts.pop(owner, None)
 
-    def _place(self, key: PodKey, pod: dict, node_name: str) -> None:
+    def _place(self, key: PodKey, pod: dict, node_name: str, info: PodInfo | None = None) -> None:
         ni = self.nodes.get(node_name)
         if ni is None:
             ni = self.nodes[node_name] = NodeInfo(node_name)
-        owner = controller_uid(pod)
-        ni.add(key, pod_requests(pod), non_zero_requests(pod), owner)
+        if info is not None:
+            req, nz, owner = info.requests, info.non_zero, info.owner
+        else:
+            req, nz, owner = pod_requests(pod), non_zero_requests(pod), controller_uid(pod)
+        ni.add(key, req, nz, owner)
         self.pod_node[key] = node_name
         if owner:
             self._zone_count(ni.zone, owner, 1)
@@ -206,10 +210,11 @@ class Cache:
         if ni.node is None and not ni.pods:
             del self.nodes[node_name]
 
-    def assume_pod(self, pod: dict, node_name: str) -> None:
+    def assume_pod(self, pod: dict, node_name: str, info: PodInfo | None = None) -> None:
+        """Count the pod on its chosen node; ``info`` (its PodInfo) saves reading the pod again."""
         key = pod_key(pod)
         self._unplace(key)
-        self._place(key, pod, node_name)
+        self._place(key, pod, node_name, info)
         self.assumed.add(key)
 
     def forget_pod(self, key: PodKey) -> None:

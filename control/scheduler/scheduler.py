@@ -229,7 +229,7 @@ class Scheduler:
             if res.node is None:
                 failures.append((qp, res.message, "Unschedulable"))
                 continue
-            self.cache.assume_pod(pod, res.node)
+            self.cache.assume_pod(pod, res.node, pi)
             if volumes is not None:
                 self.volumes.track(pod)
                 if volumes.needs_binding:

@@ -74,11 +74,28 @@ def parse_quantity(q: Quantity) -> Fraction:
     raise ValueError(f"invalid quantity {q!r}: {QUANTITY_ERROR}")
 
 
+@lru_cache(maxsize=4096)
+def _cpu_millis_str(s: str) -> int:
+    return math.ceil(_parse_str(s) * 1000)
+
+
+@lru_cache(maxsize=4096)
+def _memory_bytes_str(s: str) -> int:
+    return math.ceil(_parse_str(s))
+
+
 def cpu_millis(q: Quantity) -> int:
-    """CPU in millicores, rounded up: "100m" -> 100, "0.5" -> 500, 2 -> 2000."""
+    """CPU in millicores, rounded up: "100m" -> 100, "0.5" -> 500, 2 -> 2000.
+
+    Strings are memoised: the scheduler and kubelet read the same few
+    quantities on every pod."""
+    if type(q) is str:
+        return _cpu_millis_str(q)
     return math.ceil(parse_quantity(q) * 1000)
 
 
 def memory_bytes(q: Quantity) -> int:
-    """Bytes, rounded up: "64Mi" -> 67108864, "1G" -> 10**9, "1e3" -> 1000."""
+    """Bytes, rounded up: "64Mi" -> 67108864, "1G" -> 10**9, "1e3" -> 1000 (strings memoised)."""
+    if type(q) is str:
+        return _memory_bytes_str(q)
     return math.ceil(parse_quantity(q))
