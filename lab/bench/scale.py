@@ -23,6 +23,10 @@ Parts (``--parts``, comma-separated; all by default):
 ``--quick``: 200 node processes with 1,000 pods, and 2,000 nodes in hosts with
 4,000 pods when hosts exist; it checks correctness only (all Ready, all pods
 Running, no lost pods, no error-level log lines), no timing targets.
+
+Before each timed part (not in quick mode) the suite waits, up to 60 s, for
+the machine to be quiet (under 20% of all cores busy), and records the wait in
+``quiet``: the previous part's teardown is not the next part's cost.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ import json
 import os
 import time
 from typing import Any
+
+import psutil
 
 from lab.bench import scale_parts as sp
 from lab.bench.common import run_workers
@@ -50,6 +56,22 @@ def limits(fork_n: int, echo_seconds: float = 2.0) -> dict[str, Any]:
             "fork_and_import_s": round(run_workers(1, lambda i: fork_limit(fork_n), (), 300)[0], 3)}
 
 
+QUIET_CPU_PERCENT = 20.0   # of the whole machine (all cores)
+QUIET_MAX_WAIT_S = 60.0
+
+
+def quiet(max_wait: float = QUIET_MAX_WAIT_S, below: float = QUIET_CPU_PERCENT) -> dict[str, Any]:
+    """Wait until the machine is quiet before a timed part: the previous part's
+    teardown (a thousand processes exiting, their directories removed) must not
+    be measured as the next part's cost. Returns how long it waited and the
+    machine's CPU use (% of all cores) over the last half second."""
+    t0 = time.monotonic()
+    pct = psutil.cpu_percent(interval=0.5)
+    while pct >= below and time.monotonic() - t0 < max_wait:
+        pct = psutil.cpu_percent(interval=0.5)
+    return {"waited_s": round(time.monotonic() - t0, 1), "cpu_percent": pct}
+
+
 def _checks(part: dict[str, Any]) -> dict[str, bool]:
     out = {"all_ready": bool(part.get("all_ready")) and bool(part.get("all_ready_at_end", True)),
            "no_error_logs": part.get("log_errors", {}).get("count", 1) == 0,
@@ -61,11 +83,14 @@ def _checks(part: dict[str, Any]) -> dict[str, bool]:
 
 def run(parts: tuple[str, ...] = PARTS, quick: bool = False) -> dict[str, Any]:
     cfg = QUICK if quick else FULL
-    doc: dict[str, Any] = {"benchmark": "scale", "quick": quick, "cpus": os.cpu_count(), "parts": list(parts)}
+    doc: dict[str, Any] = {"benchmark": "scale", "quick": quick, "cpus": os.cpu_count(), "parts": list(parts),
+                           "quiet": {}}
     t_start = time.monotonic()
     if "limits" in parts and not quick:
         doc["limits"] = limits(cfg["nodes"])
     if "nodes" in parts:
+        if not quick:
+            doc["quiet"]["nodes"] = quiet()
         then = None
         if "pod-startup" in parts and not quick:
             then = lambda lab: sp.pod_startup_churn(lab, cfg["churn_pods"], cfg["churn_rate"])  # noqa: E731
@@ -79,8 +104,10 @@ def run(parts: tuple[str, ...] = PARTS, quick: bool = False) -> dict[str, Any]:
         doc["pod_startup"] = lab_part.pop("pod_startup", {"error": lab_part.get("error")})
     if "scheduler" in parts and not quick:
         from lab.bench.scheduler import run as sched
+        doc["quiet"]["scheduler"] = quiet()
         doc["scheduler"] = sched(cfg["sched_nodes"], cfg["sched_pods"])
     if "node-failure" in parts and not quick:
+        doc["quiet"]["node-failure"] = quiet()
         nf = sp.lab_scale(cfg["nf_nodes"], "fast", 0.0, then=lambda lab: sp.node_failure(lab, cfg["nf_replicas"]))
         doc["node_failure"] = {**nf.pop("node_failure", {}), "nodes": cfg["nf_nodes"], "profile": "fast",
                                "lab": nf}
@@ -88,6 +115,8 @@ def run(parts: tuple[str, ...] = PARTS, quick: bool = False) -> dict[str, Any]:
         if not sp.hosts_supported():
             doc["hosts"] = {"status": "not built", "why": "Lab has no nodes_per_process (node hosts)"}
         else:
+            if not quick:
+                doc["quiet"]["hosts"] = quiet()
             doc["hosts"] = sp.lab_scale(cfg["host_nodes"], "default", 0.0, pods=cfg["host_pods"],
                                         pods_timeout=180.0 if not quick else 240.0,
                                         nodes_per_process=cfg["per_process"],
