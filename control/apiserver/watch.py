@@ -13,7 +13,9 @@ Contract (Kubernetes' watch semantics)
   event up to that revision has been sent.
 * Fan-out is indexed: watchers with an equality field selector on an indexed
   field (``spec.nodeName``, ``metadata.name``) or a namespace are found by
-  lookup, so an event costs O(matching watchers), not O(all watchers).
+  lookup, so an event costs O(matching watchers), not O(all watchers). An
+  event is looked up only under the fields some watcher of its kind is
+  indexed by, and under its previous state's value only when that differs.
 * A watcher whose peer cannot take a frame (gone, or its queue is full) is
   removed; the client notices the missing bookmarks and resumes from its last
   revision (or relists on Expired).
@@ -34,13 +36,22 @@ from emulator.protocol import pack_event, pack_event_body
 INDEXED_FIELDS = ("spec.nodeName", "metadata.name")
 
 
-def field_value(obj: dict | None, path: str) -> str:
-    cur: Any = obj
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return ""
-        cur = cur.get(part)
-    return "" if cur is None else str(cur)
+def _by_path(path: str) -> Callable[[dict], str]:
+    parts = tuple(path.split("."))
+
+    def get(obj: dict) -> str:
+        cur: Any = obj
+        for part in parts:
+            if not isinstance(cur, dict):
+                return ""
+            cur = cur.get(part)
+        return "" if cur is None else cur if cur.__class__ is str else str(cur)
+    return get
+
+
+# The index keys an event is looked up under: the indexed fields, then the namespace.
+INDEX_GETTERS: dict[str, Callable[[dict], str]] = {
+    f: _by_path(f) for f in (*INDEXED_FIELDS, "metadata.namespace")}
 
 
 @dataclass(eq=False)
@@ -73,6 +84,7 @@ class WatchHub:
         self.by_peer: dict[bytes, set[int]] = {}
         self.unindexed: dict[str, set[Watcher]] = {}
         self.indexed: dict[str, dict[tuple[str, str], set[Watcher]]] = {}
+        self.index_fields: dict[str, dict[str, int]] = {}   # kind -> indexed field -> watchers on it
         self.events_sent = 0
         self.watchers_dropped = 0
         self.removed_sent: dict[str, int] = {}   # kind -> events sent to watchers since removed
@@ -97,6 +109,8 @@ class WatchHub:
             self.unindexed.setdefault(w.kind, set()).add(w)
         else:
             self.indexed.setdefault(w.kind, {}).setdefault(idx, set()).add(w)
+            used = self.index_fields.setdefault(w.kind, {})
+            used[idx[0]] = used.get(idx[0], 0) + 1
 
     def remove(self, wid: int) -> Watcher | None:
         w = self.watchers.pop(wid, None)
@@ -112,10 +126,14 @@ class WatchHub:
             self.unindexed.get(w.kind, set()).discard(w)
         else:
             bucket = self.indexed.get(w.kind, {}).get(w.index)
-            if bucket is not None:
+            if bucket is not None and w in bucket:
                 bucket.discard(w)
                 if not bucket:
                     del self.indexed[w.kind][w.index]
+                used = self.index_fields[w.kind]
+                used[w.index[0]] -= 1
+                if not used[w.index[0]]:
+                    del used[w.index[0]]
         return w
 
     def remove_peer(self, peer: bytes) -> int:
@@ -135,13 +153,19 @@ class WatchHub:
         out = set(self.unindexed.get(kind, ()))
         buckets = self.indexed.get(kind)
         if buckets:
-            for f in (*INDEXED_FIELDS, "metadata.namespace"):
-                for obj in (ev.obj, ev.prev):
-                    if obj is None:
-                        continue
-                    b = buckets.get((f, field_value(obj, f)))
-                    if b:
-                        out |= b
+            obj, prev = ev.obj, ev.prev
+            for f in self.index_fields[kind]:   # only the fields some watcher of this kind is indexed by
+                get = INDEX_GETTERS[f]
+                v = get(obj)
+                b = buckets.get((f, v))
+                if b:
+                    out |= b
+                if prev is not None:
+                    pv = get(prev)
+                    if pv != v:
+                        b = buckets.get((f, pv))
+                        if b:
+                            out |= b
         return out
 
     def dispatch(self, events: list[Event]) -> None:
