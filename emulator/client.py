@@ -44,18 +44,20 @@ import random
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import msgpack
 
 from emulator import netem, protocol, transport
 from emulator.api import errors
 from emulator.api.errors import APIError
+from emulator.client_watch import Watch
+
+__all__ = ["Client", "Watch"]
 
 
 RTO = 0.2               # first retransmission timeout on a lossy link (TCP's minimum)
 CANCEL_CHECK = 0.25     # how often a waiting request checks Client.cancelled
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def _unpack(frame: bytes) -> object:
@@ -65,85 +67,6 @@ def _unpack(frame: bytes) -> object:
 def _needs_hello(err: APIError) -> bool:
     """The apiserver does not know this connection (it restarted): hello again."""
     return any(c.get("field") == "hello" for c in err.causes)
-
-
-class Watch:
-    """A stream of watch events: ``{"type": ..., "object": {...}}``."""
-
-    def __init__(self, client: "Client", args: dict[str, Any], bookmarks: bool) -> None:
-        self.client = client
-        self.args = args
-        self.show_bookmarks = bookmarks
-        self.events: deque[dict] = deque()
-        self.wid: int | None = None
-        self.resource_version: str | None = args.get("resourceVersion") or None
-        self.initial = self.resource_version is None   # listing the current objects first
-        self.closed = False
-        self.last_heard = time.monotonic()
-        self.seq = 0          # the last event number delivered, in the current server-side watch
-        self.gap = False      # an event was lost: resume on the next poll
-
-    def _receive(self, msg: dict) -> None:
-        self.last_heard = time.monotonic()
-        obj = msg.get("object") or {}
-        md = (obj.get("metadata") or {}) if isinstance(obj, dict) else {}
-        rv = md.get("resourceVersion")
-        if msg.get("type") == "BOOKMARK":
-            if self.initial and (md.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
-                self.initial = False
-            if rv and not self.initial:
-                self.resource_version = rv
-            if not self.show_bookmarks:
-                return
-        elif rv and not self.initial:
-            self.resource_version = rv
-        self.events.append({"type": msg.get("type"), "object": obj})
-
-    def _fail(self, err: APIError) -> None:
-        self.closed = True
-        if self.client._watches.get(self.wid) is self:
-            del self.client._watches[self.wid]
-        self.events.append({"type": "ERROR", "object": {
-            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": err.code,
-            "message": err.message, "code": errors.HTTP_STATUS.get(err.code, 500)}})
-
-    def next(self, timeout: float | None = None) -> dict | None:
-        """The next event, or None when ``timeout`` seconds pass without one."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        polled = False
-        while not self.events:
-            if self.closed:
-                return None
-            remaining = 1.0 if deadline is None else deadline - time.monotonic()
-            if remaining <= 0 and polled:
-                return None
-            self.client.poll(max(0.0, min(remaining, 0.5)))   # next(0) still reads what has arrived
-            polled = True
-        return self.events.popleft()
-
-    def __iter__(self) -> Iterator[dict]:
-        while not (self.closed and not self.events):
-            ev = self.next(None)
-            if ev is not None:
-                yield ev
-
-    def stop(self) -> None:
-        if self in self.client._all_watches:
-            self.client._all_watches.remove(self)
-        if self.closed:
-            return
-        self.closed = True
-        if self.wid is not None:
-            if self.client._watches.get(self.wid) is self:
-                del self.client._watches[self.wid]
-            c = self.client
-            # Not when the server does not know this watch (no hello yet), nor when this
-            # process is stopping: the server drops the watches of a peer that is gone.
-            if c._said_hello and c._conn is not None and not (c.cancelled and c.cancelled()):
-                try:   # fire and forget: a process stopping with its apiserver must not wait on it
-                    c._send_frame(next(c._ids), "unwatch", {"watch": self.wid})
-                except (APIError, ConnectionError):
-                    pass
 
 
 class Client:

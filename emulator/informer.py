@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from emulator.api import errors
 from emulator.api.errors import APIError
-from emulator.client import Client, Watch
+from emulator.client import Client
+from emulator.client_watch import Watch
 
 Handler = Callable[..., None]
 
