@@ -6,10 +6,8 @@ Contract:
   It reads the cache and never changes it (the caller assumes the pod).
 * Like ``findNodesThatPassFilters``, filtering starts where the previous cycle
   stopped and ends once ``num_feasible_nodes_to_find`` nodes pass, so per-pod
-  work is O(sampled nodes). NodeResourcesFit's LeastAllocated score is
-  computed in the same pass (``find_feasible``, the scheduler's hot loop).
-  Ties among the best scores are broken at random (``rng``, seedable), as
-  ``selectHost`` does with reservoir sampling.
+  work is O(sampled nodes). Ties among the best scores are broken at random
+  (``rng``, seedable), as ``selectHost`` does with reservoir sampling.
 * ``fit_error_message`` is ``FitError.Error()`` of v1.32 followed by the
   DefaultPreemption PostFilter message: ``0/3 nodes are available: 1
   node(s) had untolerated taint {k: v}, 2 Insufficient memory. preemption:
@@ -30,7 +28,7 @@ from typing import Callable, Iterable
 from control.scheduler.cache import Cache, NodeInfo
 from control.scheduler.filters import Status, pod_filter
 from control.scheduler.podinfo import PodInfo, pod_info
-from control.scheduler.scoring import MAX_NODE_SCORE, ScoreWeights, score_nodes
+from control.scheduler.scoring import ScoreWeights, score_nodes
 
 ExtraFilter = Callable[[NodeInfo], "Status | None"]
 MIN_FEASIBLE_NODES_TO_FIND = 100
@@ -107,55 +105,32 @@ class Framework:
         self.next_start_node_index = 0
 
     def find_feasible(self, pi: PodInfo, nodes: list[NodeInfo], extra: ExtraFilter | None = None
-                      ) -> tuple[list[NodeInfo], dict[str, Status], int, list[int]]:
+                      ) -> tuple[list[NodeInfo], dict[str, Status], int]:
         """Filter from ``next_start_node_index`` until enough nodes pass.
 
-        Returns the feasible nodes, the failing nodes' statuses, how many
-        nodes were processed, and each feasible node's NodeResourcesFit
-        (LeastAllocated) score, computed in the same pass: this loop is the
-        scheduler's hot path, so a node that passes the inline checks (no
-        taints, no affinity, room for the pod) costs no call at all.
-        """
+        Returns the feasible nodes, the failing nodes' statuses, and how many
+        nodes were processed."""
         n = len(nodes)
         want = num_feasible_nodes_to_find(n, self.percentage)
         feasible: list[NodeInfo] = []
-        fit: list[int] = []
         statuses: dict[str, Status] = {}
         start = self.next_start_node_index % n if n else 0
         processed = 0
         check = pod_filter(pi)
-        plain = extra is None and not pi.node_selector and pi.required_terms is None
-        cpu, mem, eph = pi.requests
-        pc, pm = pi.non_zero[0], pi.non_zero[1]
-        wc, wm = self.weights.cpu, self.weights.memory
-        total = wc + wm
         for ni in nodes[start:] + nodes[:start] if start else nodes:
             processed += 1
-            a = ni.allocatable
-            if plain and not ni.taints and not ni.unschedulable and len(ni.pods) < ni.allowed_pods:
-                u = ni.requested
-                ok = (not cpu or cpu <= a[0] - u[0]) and (not mem or mem <= a[1] - u[1]) \
-                    and (not eph or eph <= a[2] - u[2])
-                st = None if ok else check(ni)
-            else:
-                st = check(ni)
-                if st is None and extra is not None:
-                    st = extra(ni)
+            st = check(ni)
+            if st is None and extra is not None:
+                st = extra(ni)
             if st is not None:
                 statuses[ni.name] = st
                 continue
             feasible.append(ni)
-            nz = ni.non_zero_requested
-            ac, am = a[0], a[1]
-            rc, rm = nz[0] + pc, nz[1] + pm
-            sc = (ac - rc) * MAX_NODE_SCORE // ac if ac and rc <= ac else 0
-            sm = (am - rm) * MAX_NODE_SCORE // am if am and rm <= am else 0
-            fit.append((sc * wc + sm * wm) // total)
             if len(feasible) >= want:
                 break
         if n:
             self.next_start_node_index = (start + processed) % n
-        return feasible, statuses, processed, fit
+        return feasible, statuses, processed
 
     def select_host(self, nodes: list[NodeInfo], scores: list[int]) -> str:
         """The best-scoring node; a uniformly random one among equal bests."""
@@ -168,13 +143,13 @@ class Framework:
         nodes = cache.node_infos()
         if not nodes:
             return ScheduleResult(None, ERR_NO_NODES_AVAILABLE)
-        feasible, statuses, processed, fit = self.find_feasible(pi, nodes, extra)
+        feasible, statuses, processed = self.find_feasible(pi, nodes, extra)
         if not feasible:
             return ScheduleResult(None, fit_error_message(len(nodes), statuses, pi.preemption_never),
                                   statuses, processed, 0)
         if len(feasible) == 1:
             return ScheduleResult(feasible[0].name, "", statuses, processed, 1)
-        scores = score_nodes(pi, feasible, cache, self.weights, fit)
+        scores = score_nodes(pi, feasible, cache, self.weights)
         return ScheduleResult(self.select_host(feasible, scores), "", statuses, processed, len(feasible))
 
 

@@ -70,10 +70,8 @@ def selector_spread(pi: PodInfo, nodes: list[NodeInfo], cache: Cache) -> list[in
 
 
 def score_nodes(pi: PodInfo, nodes: list[NodeInfo], cache: Cache,
-                w: ScoreWeights = ScoreWeights(), fit: list[int] | None = None) -> list[int]:
-    """The weighted total per node; ``fit`` is ``least_allocated``'s answer when the caller has it."""
-    if fit is None:
-        fit = least_allocated(pi, nodes, w)
+                w: ScoreWeights = ScoreWeights()) -> list[int]:
+    fit = least_allocated(pi, nodes, w)
     if pi.owner is None:
         return [s * w.node_resources_fit for s in fit]
     spread = selector_spread(pi, nodes, cache)

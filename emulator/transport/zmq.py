@@ -5,9 +5,10 @@ fork). Every socket has ``linger=0`` so that close never blocks. The ROUTER
 sets ``ROUTER_MANDATORY`` so that a send to a departed peer fails at once
 instead of vanishing, and sends with NOBLOCK so a slow peer never stalls the
 server. The listen backlog is ``LISTEN_BACKLOG`` (ZeroMQ's default of 100 drops
-the connects of a big lab coming up). ``MAXMSGSIZE`` is a hard ceiling well above the protocol's frame limit:
-frames above the protocol limit reach the server and are answered TooLarge;
-frames above the ceiling make ZeroMQ drop that peer's connection.
+the connects of a big lab coming up). ``MAXMSGSIZE`` is a hard ceiling well
+above the protocol's frame limit: frames above the protocol limit reach the
+server and are answered TooLarge; frames above the ceiling make ZeroMQ drop
+that peer's connection.
 """
 from __future__ import annotations
 
