@@ -96,7 +96,7 @@ class Client:
         self._watches: dict[int | None, Watch] = {}
         self._all_watches: list[Watch] = []
         self._said_hello = False
-        opts = {} if connect_timeout is None or server.startswith("mem://") else {"connect_timeout": connect_timeout}
+        opts = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
         self._conn = netem.wrap(transport.connect(server, **opts), node or component)
         self._unacked: dict[int, bytes] = {}   # frames to retransmit while the link is lossy
         self.reconnects = 0

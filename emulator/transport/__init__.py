@@ -56,6 +56,8 @@ def listen(address: str, **opts) -> ServerTransport:
 
 
 def connect(address: str, **opts) -> ClientTransport:
+    """A client connection; ``opts`` (``connect_timeout``) apply to ZeroMQ, the
+    in-process transport connects at once and ignores them."""
     if address.startswith("mem://"):
         from emulator.transport.mem import MemConnection
         return MemConnection(address)

@@ -20,9 +20,10 @@ Contract
   its sandbox (pod IP from the node's ``pod_cidr``), start containers,
   restart them with CrashLoopBackOff, and hand the status to the status
   manager (``node.kubelet.status_manager``), which writes it through the
-  status subresource when it changed, without holding up the loop. A pod with ``deletionTimestamp`` has its
-  containers stopped within its grace period, then its deletion is confirmed
-  with a grace-0 delete. Containers of pods that no longer exist are removed.
+  status subresource when it changed, without holding up the loop. A pod
+  with ``deletionTimestamp`` has its containers stopped within its grace
+  period, then its deletion is confirmed with a grace-0 delete. Containers
+  of pods that no longer exist are removed.
 * Each container is created with its environment (``envvars``: env,
   envFrom, valueFrom, ``$(VAR)`` in env/command/args, plus ``POD_IP`` and
   ``KEMU_NODE_ROOT``). Failures are waiting reasons, as Kubernetes reports
