@@ -22,7 +22,6 @@ Contract
 from __future__ import annotations
 
 import base64
-import copy
 import os
 import random
 import time
@@ -249,7 +248,7 @@ class Resources:
             raise APIError(errors.INVALID, "metadata: Required value: a patch may not remove metadata")
         if subresource == "scale":
             return strategy.scale_of(rt, self._update(rt, old, strategy.apply_scale(rt, old, new), None))
-        return self._update(rt, old, copy.deepcopy(new), subresource)
+        return self._update(rt, old, new, subresource)   # both patch functions return a fresh value
 
     def _update(self, rt: ResourceType, old: dict, new: dict, subresource: str | None) -> dict:
         md = new.setdefault("metadata", {})

@@ -370,6 +370,10 @@ class APIServer:
         if known is not None and known.session != session:
             self.hub.remove_peer(peer)   # a fresh hello starts a fresh session on this connection
         self.peers[peer] = Peer(component, node, session, self.clock())
+        if protocol.field(msg, "eventBatches", bool, default=False):
+            self.hub.batching.add(peer)
+        else:
+            self.hub.batching.discard(peer)
         return {"protocol": protocol.PROTOCOL_VERSION, "server": "kemu-apiserver",
                 "maxFrameBytes": self.max_frame_bytes, "bookmarkInterval": self.bookmark_interval,
                 "resourceVersion": str(self.store.rev)}
@@ -500,6 +504,7 @@ class APIServer:
                     if typ is not None and not self.hub.deliver(
                             w, protocol.pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))):
                         break
+        self.hub.flush()
 
     def _op_unwatch(self, peer: bytes, msg: dict) -> dict:
         wid = protocol.field(msg, "watch", int, required=True)
