@@ -6,8 +6,8 @@ Contract
   ZeroMQ socket). Concurrency comes from pipelining (``send``/``wait``) and
   from watches, whose events are buffered per watch while the client waits for
   replies, and handed out by ``Watch.next`` or ``Client.poll``.
-* Its hello asks for event batches (``eventBatches``): the apiserver may send
-  several watch events in one frame, which the client takes apart in order.
+* Its hello asks for batches (``eventBatches``): the apiserver may send several
+  replies and watch events in one frame, which the client takes apart in order.
 * Every request has a deadline (``timeout``). On a timeout the client
   reconnects with jittered exponential backoff and retries the same request id
   up to ``retries`` times; the apiserver deduplicates retried writes by

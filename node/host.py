@@ -153,10 +153,15 @@ class NodeHost:
     def run_once(self, max_wait: float = MAX_WAIT) -> None:
         now = self.clock()
         wait = max_wait
-        if self._heap:
-            wait = min(wait, max(0.0, self._heap[0][0] - now))
+        heap, due = self._heap, self._due
+        while heap and due.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)   # superseded: the node was stepped and rescheduled since
+        if heap:
+            wait = min(wait, max(0.0, heap[0][0] - now))
         ctl_socks = self.ctl.servers if self.ctl is not None else {}
-        for sock, _ev in self.poller.poll(wait * 1000):
+        # Whole milliseconds, rounded up: zmq_poll truncates, and a wait cut to 0 would spin
+        # over every socket until the timer is due.
+        for sock, _ev in self.poller.poll(math.ceil(wait * 1000)):
             node = self._by_sock.get(sock)
             if node is not None:
                 self._step(node)
@@ -167,7 +172,6 @@ class NodeHost:
             elif self.commands is not None and sock == self.commands.fileno():
                 self._read_commands()
         now = self.clock()
-        heap, due = self._heap, self._due
         while heap and heap[0][0] <= now:
             t, _, name = heapq.heappop(heap)
             if due.get(name) == t:

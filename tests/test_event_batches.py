@@ -59,6 +59,38 @@ def test_a_batching_peer_gets_one_frame_a_plain_peer_one_per_event() -> None:
     assert hub.events_sent == 15 and hub.events_by_kind() == {"Pod": 15}
 
 
+def test_replies_and_events_share_a_frame_replies_first() -> None:
+    hub, frames = _hub()
+    hub.batching.add(b"batch")
+    hub.add(Watcher(1, b"batch", "Pod", None, None, None, True))
+    hub.queue_reply(b"batch", protocol.ok_reply(7, {"x": 1}))
+    hub.queue_reply(b"batch", protocol.ok_reply(8, {"x": 2}))
+    hub.dispatch(_events(2))
+    (_, batch), = frames
+    assert [m.get("id", m.get("seq")) for m in batch] == [7, 8, 1, 2]
+    assert hub.events_sent == 2
+
+
+def test_a_queued_reply_goes_out_when_no_watcher_is_left() -> None:
+    hub, frames = _hub()
+    hub.batching.add(b"batch")
+    hub.queue_reply(b"batch", protocol.ok_reply(7, {}))
+    hub.dispatch(_events(3))   # nobody watches: the fan-out ends early, the reply must not wait
+    assert [f["id"] for _, f in frames] == [7]
+
+
+def test_a_refused_frame_of_replies_and_events_uncounts_only_the_events() -> None:
+    hub, frames = _hub(ok=False)
+    hub.batching.add(b"gone")
+    hub.add(Watcher(1, b"gone", "Pod", None, None, None, True))
+    hub.dispatch(_events(1))   # one event: a plain frame, refused
+    assert hub.events_sent == 0 and not hub.watchers
+    hub.add(Watcher(2, b"gone", "Pod", None, None, None, True))
+    hub.queue_reply(b"gone", protocol.ok_reply(7, {}))
+    hub.dispatch(_events(2))
+    assert hub.events_sent == 0 and hub.watchers_dropped == 2 and hub.events_by_kind() == {"Pod": 0}
+
+
 def test_one_queued_event_goes_as_a_plain_frame_and_bookmarks_are_batched() -> None:
     hub, frames = _hub()
     hub.batching.add(b"batch")

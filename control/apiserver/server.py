@@ -248,13 +248,20 @@ class APIServer:
 
     def _release(self, replies: list[tuple[bytes, bytes]], events: list, upto: int,
                  t0: float, reqs: list) -> None:
-        """Send a durable batch's replies, then its events; everything up to ``upto`` is out."""
-        send = self.transport.send
+        """Send a durable batch's replies, then its events; everything up to ``upto`` is out.
+        A peer that takes batches gets its share of both in one frame."""
+        hub = self.hub
+        send, batching, queue = self.transport.send, hub.batching, hub.queue_reply
         for peer, reply in replies:
-            send(peer, reply)
+            if peer in batching:
+                queue(peer, reply)
+            else:
+                send(peer, reply)
         self.request_metrics.observe(reqs, t0)
         if events:
-            self.hub.dispatch(events)
+            hub.dispatch(events)   # flushes
+        else:
+            hub.flush()
         self.released_rev = max(self.released_rev, upto)
 
     def _release_durable(self) -> None:

@@ -19,8 +19,10 @@ Contract (Kubernetes' watch semantics)
 * Batching: a peer in ``batching`` (its hello said ``eventBatches``) gets the
   events queued for it by ``deliver`` as one frame (``pack_event_batch``) at
   ``flush()``, or as soon as they reach ``BATCH_BYTES``; other peers get one
-  frame per event at once. ``dispatch`` and ``bookmark`` flush before they
-  return; a caller of ``deliver`` calls ``flush()`` when it is done.
+  frame per event at once. ``queue_reply`` puts a request's reply in the same
+  outbox, so a batch's replies and events reach a peer in one frame, replies
+  first. ``dispatch`` and ``bookmark`` flush before they return; a caller of
+  ``deliver`` or ``queue_reply`` calls ``flush()`` when it is done.
 * A watcher whose peer cannot take a frame (gone, or its queue is full) is
   removed (every watcher with an event in a refused batch); the client notices the missing bookmarks and resumes from its last
   revision (or relists on Expired).
@@ -179,7 +181,7 @@ class WatchHub:
         """Send committed events to the watchers they concern."""
         for ev in events:
             if not self.watchers:
-                return
+                break
             cands = self.candidates(ev)
             if not cands:
                 continue
@@ -223,6 +225,17 @@ class WatchHub:
         self.remove(w.wid)
         return False
 
+    def queue_reply(self, peer: bytes, reply: bytes) -> None:
+        """Queue a reply for a batching peer, ahead of the events queued after it, so one
+        batch's replies and events reach a peer as one frame."""
+        box = self._outbox.get(peer)
+        if box is None:
+            box = self._outbox[peer] = _Outbox()
+        box.frames.append(reply)
+        box.size += len(reply)
+        if box.size >= BATCH_BYTES:
+            self._flush_peer(peer)
+
     def flush(self) -> None:
         """Send every queued batch."""
         for peer in list(self._outbox):
@@ -233,7 +246,7 @@ class WatchHub:
         frames = box.frames
         if self.send(peer, frames[0] if len(frames) == 1 else pack_event_batch(frames)):
             return True
-        self.events_sent -= len(frames)
+        self.events_sent -= len(box.watchers)   # the rest of the frames are replies
         for w in box.watchers:
             w.sent -= 1   # counted when queued, never sent
         for w in box.watchers:
@@ -276,7 +289,8 @@ class WatchHub:
 
 @dataclass(eq=False, slots=True)
 class _Outbox:
-    """The events queued for one batching peer, and the watchers they are for."""
+    """The frames queued for one batching peer (replies and events, in order), and the
+    watcher of each event."""
     frames: list[bytes] = field(default_factory=list)
     watchers: list[Watcher] = field(default_factory=list)
     size: int = 0

@@ -25,6 +25,7 @@ Contract (Kubernetes' ``pkg/kubelet/eviction``)
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -38,6 +39,7 @@ CRITICAL_PRIORITY = 2_000_000_000
 _QOS_ORDER = {"BestEffort": 0, "Burstable": 1, "Guaranteed": 2}
 
 
+@functools.lru_cache(maxsize=256)   # the same few (threshold, capacity) pairs, every housekeeping
 def threshold_bytes(spec: str, capacity: int) -> int:
     s = str(spec).strip()
     if s.endswith("%"):
