@@ -148,6 +148,29 @@ def test_state_file_survives_a_restart(tmp_path: Path):
     assert new != cid
 
 
+def test_state_file_is_every_field_of_every_sandbox_and_container(tmp_path: Path):
+    """The file holds what ``dataclasses.asdict`` would give (mounts included), so
+    ``kemu crictl`` and a restarted runtime read every field back."""
+    import json
+    from dataclasses import asdict
+
+    from node.runtime.interface import Mount
+    path = str(tmp_path / "var/lib/kemu/runtime.json")
+    rt, clock, pod = make({"kemu.io/run-duration": "5s"}, state_path=path)
+    cid = start(rt, pod)
+    rt.state.containers[cid].status.mounts = [Mount("/data", str(tmp_path / "v"), True, "data")]
+    rt._save()
+    with open(path) as f:
+        saved = json.load(f)
+    assert saved["sandboxes"] == [asdict(s) for s in rt.state.sandboxes.values()]
+    (c,) = rt.state.containers.values()
+    assert saved["containers"] == [{"status": asdict(c.status), "behaviour": asdict(c.behaviour),
+                                    "start_due": c.start_due, "started": c.started, "exit_due": c.exit_due,
+                                    "exit_code_due": c.exit_code_due, "ready_due": c.ready_due}]
+    again = FakeRuntime(DEFAULT, clock=clock, wall=lambda: 1e9 + clock.t, state_path=path)
+    assert again.state.containers[cid].status.mounts == [Mount("/data", str(tmp_path / "v"), True, "data")]
+
+
 def test_remove_sandbox_removes_its_containers():
     rt, clock, pod = make()
     cid = start(rt, pod)
