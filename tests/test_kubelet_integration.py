@@ -65,46 +65,38 @@ def test_register_and_lease_renewal(env):
           != first["spec"]["renewTime"], what="lease renewed")
 
 
-def test_a_lease_renewal_is_pipelined_and_its_reply_taken_later(env):
+def test_a_renewal_updates_the_lease_last_written(env):
     user, kubelet, clock = env
     k = kubelet()
     hb = k.heartbeat
-    assert hb.lease_exists and hb.lease_rid is None
-    before = user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
+    seen = user.get("Lease", "node-1", "kube-node-lease")
+    assert hb.lease is not None and hb.lease["metadata"]["resourceVersion"] == seen["metadata"]["resourceVersion"]
+    ops: list[str] = []
+    real = k.client._call
+
+    def spy(op: str, args: dict, **kw: Any) -> Any:
+        ops.append(op)
+        return real(op, args, **kw)
+    k.client._call = spy  # type: ignore[method-assign]
     clock.t += 0.5
-    hb.next_lease = clock.mono()
-    hb.run_due(clock.mono())
-    assert hb.lease_rid is not None            # sent, not waited for
-    assert hb.next_lease > clock.mono()        # the next renewal is already planned
-    drive([k], clock, lambda: hb.lease_rid is None, what="the renewal's reply taken", advance=0.0)
-    assert user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"] != before
+    hb.renew_lease(clock.mono())
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert ops == ["update"]
+    assert got["spec"]["renewTime"] != seen["spec"]["renewTime"]
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
 
 
-def test_an_unanswered_renewal_is_given_up_and_sent_again(env):
+def test_a_renewal_that_conflicts_falls_back_to_a_patch(env):
     user, kubelet, clock = env
     k = kubelet()
     hb = k.heartbeat
-    hb.next_lease = clock.mono()
-    sent: list[int] = []
-    real_send = k.client.send
-
-    def lost(op: str, **args: Any) -> int:   # the request goes nowhere: no reply will come
-        rid = next(k.client._ids)
-        k.client._outstanding.add(rid)
-        sent.append(rid)
-        return rid
-    k.client.send = lost  # type: ignore[method-assign]
-    hb.run_due(clock.mono())
-    assert hb.lease_rid == sent[0]
-    assert hb.next_due() <= hb.lease_sent_at + k.client.timeout   # wakes for the deadline
-    clock.t += k.client.timeout / 2
-    hb.run_due(clock.mono())
-    assert hb.lease_rid == sent[0] and len(sent) == 1   # still waiting, nothing sent twice
-    k.client.send = real_send  # type: ignore[method-assign]
-    clock.t += k.client.timeout
-    hb.run_due(clock.mono())    # given up, and renewed again at once
-    assert sent[0] not in k.client._outstanding
-    drive([k], clock, lambda: hb.lease_rid is None, what="the second renewal answered", advance=0.0)
+    user.patch("Lease", "node-1", {"metadata": {"labels": {"touched": "yes"}}}, namespace="kube-node-lease")
+    clock.t += 0.5
+    hb.renew_lease(clock.mono())   # its update carries an old resourceVersion: Conflict, then a patch
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["metadata"]["labels"] == {"touched": "yes"}
+    assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
 
 
 def test_a_deleted_lease_is_created_again(env):
@@ -113,19 +105,10 @@ def test_a_deleted_lease_is_created_again(env):
     hb = k.heartbeat
     old_uid = user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"]
     user.delete("Lease", "node-1", "kube-node-lease")
-    hb.next_lease = clock.mono()
-    hb.run_due(clock.mono())
-    assert hb.lease_rid is not None
-
-    def recreated() -> bool:
-        try:
-            return user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"] != old_uid
-        except APIError:
-            return False
-    # NotFound is answered, and the turn that takes it creates the Lease, with no renewal
-    # interval in between (the clock does not move).
-    drive([k], clock, recreated, what="the Lease created again", advance=0.0)
-    assert hb.lease_exists and hb.lease_rid is None
+    hb.renew_lease(clock.mono())   # the update is answered NotFound: created again, at once
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["metadata"]["uid"] != old_uid and hb.lease_exists
+    assert got["metadata"]["ownerReferences"][0]["kind"] == "Node"
 
 
 def test_timers_due_within_the_slack_run_in_one_turn(env):

@@ -198,3 +198,24 @@ def test_top_processes_of_a_stopped_lab_says_so(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert kemu(["top", "processes", "--lab-dir", str(tmp_path)], out, err) == 1
     assert "the lab is not running" in err.getvalue()
+
+
+def test_scheduler_metrics_expose_attempts_and_durations_by_result() -> None:
+    from control.scheduler.metrics import SchedulerMetrics
+
+    def value(text: str, line: str) -> float:
+        got = [ln for ln in text.splitlines() if ln.startswith(line + " ")]
+        return float(got[0].split()[-1]) if got else 0.0
+    m = SchedulerMetrics()
+    before = metrics.text()
+    for r in ("scheduled", "unschedulable", "error"):   # every result has its series from the start
+        assert f'scheduler_schedule_attempts_total{{result="{r}"}}' in before
+    m.start(("default", "a"))
+    m.done(("default", "a"), "scheduled")
+    m.done(("default", "b"), "unschedulable")   # never started: counted, no duration
+    after = metrics.text()
+    for line, delta in (('scheduler_schedule_attempts_total{result="scheduled"}', 1),
+                        ('scheduler_schedule_attempts_total{result="unschedulable"}', 1),
+                        ('scheduler_scheduling_attempt_duration_seconds_count{result="scheduled"}', 1),
+                        ('scheduler_scheduling_attempt_duration_seconds_count{result="unschedulable"}', 0)):
+        assert value(after, line) - value(before, line) == delta, line

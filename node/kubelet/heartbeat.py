@@ -14,14 +14,11 @@ and ``updateNodeStatus``)
   (ignoring heartbeat times) or when ``node_status_report_frequency`` has
   passed. A failure is logged and retried after a quarter of the renew
   interval; it never raises.
-* A renewal of an existing Lease is pipelined, as the kubelet's lease
-  controller runs beside its pod workers: the patch is sent and its reply
-  taken on a later turn (``Client.take_reply``), so a slow apiserver does not
-  hold up the node's pods (nor, in a node host, every node of the host). A
-  reply that does not come within the client's timeout is given up and the
-  renewal sent again; NotFound creates the Lease. The first Lease, and every
-  renewal on a lossy link (netem loss: only a request waited for is
-  retransmitted), wait for their reply.
+* A renewal is an update of the Lease last written (its resourceVersion, a
+  new ``renewTime``), as the kubelet's lease controller does; a Conflict
+  (someone else wrote it) falls back to a merge patch, NotFound creates it.
+  It waits for its reply. Pipelining it, as the lease controller runs beside
+  the pod workers, was measured and not kept (``docs/architecture.md``).
 * ``next_due()`` is the monotonic time of the next due work.
 """
 from __future__ import annotations
@@ -58,8 +55,7 @@ class NodeHeartbeat:
         self.next_status = 0.0
         self.last_post = -1e18
         self.retry = profile.node_lease_renew_interval / 4
-        self.lease_rid: int | None = None   # a pipelined renewal in flight
-        self.lease_sent_at = 0.0
+        self.lease: dict | None = None      # the Lease as last written
 
     def node_ref(self) -> dict:
         return {"kind": "Node", "apiVersion": "v1",
@@ -88,10 +84,7 @@ class NodeHeartbeat:
                             f"Node {self.cfg.name} status is now: NodeReady")
 
     def next_due(self) -> float:
-        due = min(self.next_lease, self.next_status)
-        if self.lease_rid is not None:
-            due = min(due, self.lease_sent_at + self.client.timeout)
-        return due
+        return min(self.next_lease, self.next_status)
 
     def run_due(self, now: float, soon: float | None = None) -> None:
         soon = now if soon is None else soon
@@ -107,9 +100,7 @@ class NodeHeartbeat:
                 self.next_status = now + self.retry
                 self.log.warning("node_status_update_failed", kind="Node", name=self.cfg.name,
                                  code=e.code, error=e.message)
-        if self.lease_rid is not None:
-            self._collect_lease(now)
-        if soon >= self.next_lease and self.lease_rid is None:
+        if soon >= self.next_lease:
             try:
                 self.renew_lease(now)
             except APIError as e:
@@ -129,53 +120,44 @@ class NodeHeartbeat:
 
     def renew_lease(self, now: float) -> None:
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
-        if self.lease_exists and not self.client.lossy:
-            self.lease_rid = self.client.send("patch", kind="Lease", name=self.cfg.name,
-                                              patch={"spec": spec}, namespace=lease.LEASE_NAMESPACE)
-            self.lease_sent_at = now
-            self._next_renewal(now)
-            return
+        if self.lease_exists and self.lease is not None:
+            # As the lease controller does: an update of the Lease last written, with its
+            # resourceVersion (the apiserver has no patch to merge). A Conflict (someone
+            # else wrote it) falls back to a patch, which needs no resourceVersion.
+            try:
+                self.lease = self.client.update(dict(self.lease, spec=dict(self.lease.get("spec") or {},
+                                                                            **spec)))
+                self._next_renewal(now)
+                return
+            except APIError as e:
+                if e.code not in (errors.CONFLICT, errors.NOT_FOUND):
+                    raise
+                self.lease = None
+                if e.code == errors.NOT_FOUND:
+                    self.lease_exists = False
         if self.lease_exists is False:
             uid = ((self.node or {}).get("metadata") or {}).get("uid")
             try:
-                self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
-                                                     self.wall()))
+                self.lease = self.client.create(lease.build_lease(
+                    self.cfg.name, uid, self.profile.node_lease_duration, self.wall()))
             except APIError as e:
                 if e.code != errors.ALREADY_EXISTS:
                     raise
-                self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
+                self.lease = self.client.patch("Lease", self.cfg.name, {"spec": spec},
+                                               namespace=lease.LEASE_NAMESPACE)
         else:
             try:
-                self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
+                self.lease = self.client.patch("Lease", self.cfg.name, {"spec": spec},
+                                               namespace=lease.LEASE_NAMESPACE)
             except APIError as e:
                 if e.code != errors.NOT_FOUND:
                     raise
                 uid = ((self.node or {}).get("metadata") or {}).get("uid")
-                self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
-                                                     self.wall()))
+                self.lease = self.client.create(lease.build_lease(
+                    self.cfg.name, uid, self.profile.node_lease_duration, self.wall()))
         self.lease_exists = True
         self._next_renewal(now)
 
     def _next_renewal(self, now: float) -> None:
         self.next_lease = now + lease.renew_interval(self.profile.node_lease_renew_interval,
                                                      self.profile.jitter, self.rng)
-
-    def _collect_lease(self, now: float) -> None:
-        """Take a pipelined renewal's reply, or give it up after the client's timeout."""
-        assert self.lease_rid is not None
-        done, result = self.client.take_reply(self.lease_rid)
-        if not done:
-            if now - self.lease_sent_at <= self.client.timeout:
-                return
-            self.client.forget(self.lease_rid)
-            result = APIError(errors.TIMEOUT, f"no reply within {self.client.timeout:g}s")
-        self.lease_rid = None
-        if not isinstance(result, APIError):
-            return
-        if result.code == errors.NOT_FOUND:
-            self.lease_exists = False   # deleted: the next renewal creates it, at once
-            self.next_lease = now
-            return
-        self.next_lease = now if result.code == errors.TIMEOUT else now + self.retry
-        self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
-                         name=self.cfg.name, code=result.code, error=result.message)
