@@ -53,12 +53,14 @@ def test_quick_scale_suite_is_correct_at_scale():
     n = doc["nodes"]
     assert n["nodes"] == 200 and "error" not in n, n.get("error")
     assert n["all_ready"] and n["all_ready_at_end"]
-    assert n["pods_check"]["ok"], n["pods_check"]
+    assert n["pods_check"]["ok"] and n["pods_check"]["expected"] == n["pods"], n["pods_check"]
+    assert n["pods_at_bound"]["running"] == n["pods"] and n["pods_created_to_running_s"] is not None
     assert n["log_errors"]["count"] == 0, n["log_errors"]
     if scale_parts.hosts_supported():
         h = doc["hosts"]
         assert h["nodes"] == 2000 and "error" not in h, h.get("error")
         assert h["all_ready"] and h["pods_check"]["ok"], h.get("pods_check")
+        assert h["pods_check"]["expected"] == h["pods"] == h["pods_at_bound"]["running"], h.get("pods_at_bound")
         assert h["log_errors"]["count"] == 0, h["log_errors"]
     else:
         assert doc["hosts"]["status"] == "not built"
