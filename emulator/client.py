@@ -6,8 +6,6 @@ Contract
   ZeroMQ socket). Concurrency comes from pipelining (``send``/``wait``) and
   from watches, whose events are buffered per watch while the client waits for
   replies, and handed out by ``Watch.next`` or ``Client.poll``.
-* Its hello asks for batches (``eventBatches``): the apiserver may send several
-  replies and watch events in one frame, which the client takes apart in order.
 * Every request has a deadline (``timeout``). On a timeout the client
   reconnects with jittered exponential backoff and retries the same request id
   up to ``retries`` times; the apiserver deduplicates retried writes by
@@ -136,14 +134,8 @@ class Client:
             msg = _unpack(frame)
         except Exception:
             return   # a garbled reply is treated as lost: the request times out and retries
-        if msg.__class__ is list:   # an event batch (this client's hello asked for them)
-            for m in msg:
-                if m.__class__ is dict:
-                    self._on_message(m)
-        elif msg.__class__ is dict:
-            self._on_message(msg)
-
-    def _on_message(self, msg: dict) -> None:
+        if msg.__class__ is not dict:
+            return
         if "watch" in msg and "type" in msg:
             w = self._watches.get(msg["watch"])
             if w is not None and not w.gap:
@@ -263,8 +255,7 @@ class Client:
         try:
             self._send_frame(rid, "hello", {"protocol": protocol.PROTOCOL_VERSION,
                                             "component": self.component, "node": self.node,
-                                            "lab": self.lab, "session": self.session,
-                                            "eventBatches": True})
+                                            "lab": self.lab, "session": self.session})
             reply = self._wait_reply(rid, self.timeout)
         finally:
             self._outstanding.discard(rid)

@@ -18,13 +18,6 @@ Every frame is one msgpack map. Three shapes cross the wire:
   or overtaken event. A watch without a resourceVersion lists the current
   objects as ADDED, then (with bookmarks allowed) sends a BOOKMARK annotated
   ``k8s.io/initial-events-end: "true"``, as Kubernetes' watch-list does.
-* batch (server to client, only to a client whose hello said
-  ``eventBatches: true``): a msgpack array of replies and watch event maps,
-  in the order they would have been sent one by one. The server sends one
-  frame per peer where it had several frames for it at once (one request
-  batch's replies and fan-out, the bookmarks, an initial listing), so a
-  controller watching every Pod gets one frame per batch, not one per event
-  and reply; a batch stays under ``BATCH_BYTES``.
 
 A frame larger than the agreed maximum is refused with ``TooLarge`` without
 being decoded. Decoding never raises anything but ``APIError(BAD_REQUEST)``.
@@ -119,14 +112,3 @@ def pack_event_body(event_type: str, obj_bytes: bytes) -> bytes:
 def pack_event(watch_id: int, seq: int, body: bytes) -> bytes:
     """A whole watch event frame: ``seq`` numbers the events of one watch from 1."""
     return _EVENT_HEAD + encode(watch_id) + _SEQ_KEY + encode(seq) + body
-
-
-BATCH_BYTES = 1 << 20   # an event batch frame stays far below any frame limit
-
-
-def pack_event_batch(frames: list[bytes]) -> bytes:
-    """One frame holding several frames (``pack_event`` or replies): a msgpack array of them."""
-    n = len(frames)
-    head = bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
-                                               else b"\xdd" + n.to_bytes(4, "big"))
-    return head + b"".join(frames)

@@ -248,20 +248,13 @@ class APIServer:
 
     def _release(self, replies: list[tuple[bytes, bytes]], events: list, upto: int,
                  t0: float, reqs: list) -> None:
-        """Send a durable batch's replies, then its events; everything up to ``upto`` is out.
-        A peer that takes batches gets its share of both in one frame."""
-        hub = self.hub
-        send, batching, queue = self.transport.send, hub.batching, hub.queue_reply
+        """Send a durable batch's replies, then its events; everything up to ``upto`` is out."""
+        send = self.transport.send
         for peer, reply in replies:
-            if peer in batching:
-                queue(peer, reply)
-            else:
-                send(peer, reply)
+            send(peer, reply)
         self.request_metrics.observe(reqs, t0)
         if events:
-            hub.dispatch(events)   # flushes
-        else:
-            hub.flush()
+            self.hub.dispatch(events)
         self.released_rev = max(self.released_rev, upto)
 
     def _release_durable(self) -> None:
@@ -377,10 +370,6 @@ class APIServer:
         if known is not None and known.session != session:
             self.hub.remove_peer(peer)   # a fresh hello starts a fresh session on this connection
         self.peers[peer] = Peer(component, node, session, self.clock())
-        if protocol.field(msg, "eventBatches", bool, default=False):
-            self.hub.batching.add(peer)
-        else:
-            self.hub.batching.discard(peer)
         return {"protocol": protocol.PROTOCOL_VERSION, "server": "kemu-apiserver",
                 "maxFrameBytes": self.max_frame_bytes, "bookmarkInterval": self.bookmark_interval,
                 "resourceVersion": str(self.store.rev)}
@@ -511,7 +500,6 @@ class APIServer:
                     if typ is not None and not self.hub.deliver(
                             w, protocol.pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))):
                         break
-        self.hub.flush()
 
     def _op_unwatch(self, peer: bytes, msg: dict) -> dict:
         wid = protocol.field(msg, "watch", int, required=True)

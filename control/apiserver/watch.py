@@ -16,15 +16,8 @@ Contract (Kubernetes' watch semantics)
   lookup, so an event costs O(matching watchers), not O(all watchers). An
   event is looked up only under the fields some watcher of its kind is
   indexed by, and under its previous state's value only when that differs.
-* Batching: a peer in ``batching`` (its hello said ``eventBatches``) gets the
-  events queued for it by ``deliver`` as one frame (``pack_event_batch``) at
-  ``flush()``, or as soon as they reach ``BATCH_BYTES``; other peers get one
-  frame per event at once. ``queue_reply`` puts a request's reply in the same
-  outbox, so a batch's replies and events reach a peer in one frame, replies
-  first. ``dispatch`` and ``bookmark`` flush before they return; a caller of
-  ``deliver`` or ``queue_reply`` calls ``flush()`` when it is done.
 * A watcher whose peer cannot take a frame (gone, or its queue is full) is
-  removed (every watcher with an event in a refused batch); the client notices the missing bookmarks and resumes from its last
+  removed; the client notices the missing bookmarks and resumes from its last
   revision (or relists on Expired).
 * Counters: ``events_sent`` and ``watchers_dropped``; ``events_by_kind()``
   sums, per kind, the events sent to live and removed watchers (computed
@@ -32,13 +25,13 @@ Contract (Kubernetes' watch semantics)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import msgpack
 
 from control.storage.store import ADDED, DELETED, MODIFIED, Event
-from emulator.protocol import BATCH_BYTES, pack_event, pack_event_batch, pack_event_body
+from emulator.protocol import pack_event, pack_event_body
 
 INDEXED_FIELDS = ("spec.nodeName", "metadata.name")
 
@@ -95,8 +88,6 @@ class WatchHub:
         self.events_sent = 0
         self.watchers_dropped = 0
         self.removed_sent: dict[str, int] = {}   # kind -> events sent to watchers since removed
-        self.batching: set[bytes] = set()   # peers that take several events per frame
-        self._outbox: dict[bytes, _Outbox] = {}
 
     def __len__(self) -> int:
         return len(self.watchers)
@@ -181,7 +172,7 @@ class WatchHub:
         """Send committed events to the watchers they concern."""
         for ev in events:
             if not self.watchers:
-                break
+                return
             cands = self.candidates(ev)
             if not cands:
                 continue
@@ -200,59 +191,15 @@ class WatchHub:
                         body = pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))
                     body_cache[typ] = body
                 self.deliver(w, body)
-        self.flush()
 
     def deliver(self, w: Watcher, body: bytes) -> bool:
-        """Send one event (its ``pack_event_body``) to ``w``, numbered by ``w.sent``, or
-        queue it for ``flush`` when its peer takes batches. False when ``w`` was removed."""
-        frame = pack_event(w.wid, w.sent + 1, body)
-        peer = w.peer
-        if peer in self.batching:
-            box = self._outbox.get(peer)
-            if box is None:
-                box = self._outbox[peer] = _Outbox()
-            box.frames.append(frame)
-            box.watchers.append(w)
-            box.size += len(frame)
-            w.sent += 1
-            self.events_sent += 1
-            return box.size < BATCH_BYTES or self._flush_peer(peer)
-        if self.send(peer, frame):
+        """Send one event (its ``pack_event_body``) to ``w``, numbered by ``w.sent``."""
+        if self.send(w.peer, pack_event(w.wid, w.sent + 1, body)):
             w.sent += 1
             self.events_sent += 1
             return True
         self.watchers_dropped += 1
         self.remove(w.wid)
-        return False
-
-    def queue_reply(self, peer: bytes, reply: bytes) -> None:
-        """Queue a reply for a batching peer, ahead of the events queued after it, so one
-        batch's replies and events reach a peer as one frame."""
-        box = self._outbox.get(peer)
-        if box is None:
-            box = self._outbox[peer] = _Outbox()
-        box.frames.append(reply)
-        box.size += len(reply)
-        if box.size >= BATCH_BYTES:
-            self._flush_peer(peer)
-
-    def flush(self) -> None:
-        """Send every queued batch."""
-        for peer in list(self._outbox):
-            self._flush_peer(peer)
-
-    def _flush_peer(self, peer: bytes) -> bool:
-        box = self._outbox.pop(peer)
-        frames = box.frames
-        if self.send(peer, frames[0] if len(frames) == 1 else pack_event_batch(frames)):
-            return True
-        self.events_sent -= len(box.watchers)   # the rest of the frames are replies
-        for w in box.watchers:
-            w.sent -= 1   # counted when queued, never sent
-        for w in box.watchers:
-            if w.wid in self.watchers:
-                self.watchers_dropped += 1
-                self.remove(w.wid)
         return False
 
     @staticmethod
@@ -284,13 +231,3 @@ class WatchHub:
                            "metadata": {"resourceVersion": str(rev)}}
                     body = bodies[w.kind] = pack_event_body("BOOKMARK", msgpack.packb(obj, use_bin_type=True))
                 self.deliver(w, body)
-        self.flush()
-
-
-@dataclass(eq=False, slots=True)
-class _Outbox:
-    """The frames queued for one batching peer (replies and events, in order), and the
-    watcher of each event."""
-    frames: list[bytes] = field(default_factory=list)
-    watchers: list[Watcher] = field(default_factory=list)
-    size: int = 0
