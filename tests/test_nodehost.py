@@ -94,3 +94,40 @@ def test_a_node_under_netem_rules_runs_on_a_thread_until_they_go(host: NodeHost,
         finally:
             netem.TABLE.set_rules("node-3", [])
         drive(host, lambda: not run.threaded and "node-3" in host._polled, "node-3 back in the loop")
+
+
+@pytest.mark.timeout(60)
+def test_a_frame_left_after_a_turn_gets_a_turn_of_its_own(host: NodeHost, apiserver_addr: str) -> None:
+    """A ZeroMQ FD signals once: a frame that came during a node's turn, and was not read
+    in it, must still wake the node (the host reads EVENTS after every turn)."""
+    import math
+    import time
+
+    from node.host import _readable
+    with Client(apiserver_addr) as c:
+        drive(host, lambda: all(ready(c, f"node-{i}") == "True" for i in (1, 2, 3)), "3 nodes Ready")
+    node = host.nodes["node-1"]
+    run = node.current
+    real_step = run.step
+    turns: list[bool] = []
+
+    def step_that_leaves_a_reply(wait: float = 0.0) -> None:
+        turns.append(_readable(run.socket()))
+        if len(turns) == 1:   # ask, and let the reply arrive without reading it
+            run.client.post("ping")
+            sock = run.socket()
+            deadline = time.monotonic() + 10
+            while not sock.poll(10) and time.monotonic() < deadline:
+                pass
+            return
+        real_step(wait)
+    run.step = step_that_leaves_a_reply  # type: ignore[method-assign]
+    for other in ("node-2", "node-3"):   # only node-1 has anything to do
+        host._due[other] = math.inf
+    host._schedule(node, time.monotonic())
+    host.run_once(0.5)   # node-1's timer: the turn that leaves the reply unread
+    assert turns == [False] and node in host._again
+    for name in host._due:
+        host._due[name] = math.inf   # no timer is due: only the frame can bring a turn
+    host.run_once(5.0)
+    assert turns == [False, True]
