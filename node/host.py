@@ -173,7 +173,8 @@ class NodeHost:
         for key, _mask in self.selector.select(wait):
             what, obj = key.data
             if what is _NODE:
-                if _readable(obj.current.socket() if obj.current is not None else None):
+                polled = self._polled.get(obj.name)
+                if polled is not None and _readable(polled[0]):
                     self._step(obj)
             elif what is _CTL:
                 if _readable(obj):
@@ -210,12 +211,14 @@ class NodeHost:
             structlog.contextvars.bind_contextvars(node=None)
         self.steps += 1
         self._schedule(node, None)
-        polled = self._polled.get(node.name)
-        if polled is not None and _readable(polled[0]):
-            self._again.add(node)   # its FD will not signal for this frame: step it again now
 
     def _schedule(self, node: HostedNode, at: float | None) -> None:
         self._poll(node)
+        polled = self._polled.get(node.name)
+        if polled is not None and _readable(polled[0]):
+            # A frame that came during its turn, or before its socket was registered:
+            # its FD will not signal for it, so it gets a turn at once.
+            self._again.add(node)
         run = node.current
         if run is None or node.paused or run.threaded:
             t = math.inf
@@ -238,8 +241,6 @@ class NodeHost:
             fd = sock.getsockopt(zmq.FD)
             self.selector.register(fd, selectors.EVENT_READ, (_NODE, node))
             self._polled[node.name] = (sock, fd)
-            if _readable(sock):   # frames that came before it was registered signal nothing
-                self._again.add(node)
 
     def _unpoll(self, node: HostedNode) -> None:
         old = self._polled.pop(node.name, None)

@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -157,7 +158,6 @@ def create_and_wait_running(client: Any, names: list[str], timeout: float, windo
     whose create was answered, the ones in flight at the bound included (each is waited
     for: nothing is left unanswered). Creates not yet sent at the bound are not sent: the
     figure is what the cluster did within the bound, not after it."""
-    from collections import deque
     w = client.watch("Pod", "default", resource_version=client.list("Pod", "default")["metadata"]["resourceVersion"])
     want, running, created = set(names), set(), []
     inflight: deque[tuple[str, int]] = deque()

@@ -136,27 +136,29 @@ class NodeHeartbeat:
                 if e.code == errors.NOT_FOUND:
                     self.lease_exists = False
         if self.lease_exists is False:
-            uid = ((self.node or {}).get("metadata") or {}).get("uid")
             try:
-                self.lease = self.client.create(lease.build_lease(
-                    self.cfg.name, uid, self.profile.node_lease_duration, self.wall()))
+                self.lease = self._create_lease()
             except APIError as e:
                 if e.code != errors.ALREADY_EXISTS:
                     raise
-                self.lease = self.client.patch("Lease", self.cfg.name, {"spec": spec},
-                                               namespace=lease.LEASE_NAMESPACE)
+                self.lease = self._patch_lease(spec)
         else:
             try:
-                self.lease = self.client.patch("Lease", self.cfg.name, {"spec": spec},
-                                               namespace=lease.LEASE_NAMESPACE)
+                self.lease = self._patch_lease(spec)
             except APIError as e:
                 if e.code != errors.NOT_FOUND:
                     raise
-                uid = ((self.node or {}).get("metadata") or {}).get("uid")
-                self.lease = self.client.create(lease.build_lease(
-                    self.cfg.name, uid, self.profile.node_lease_duration, self.wall()))
+                self.lease = self._create_lease()
         self.lease_exists = True
         self._next_renewal(now)
+
+    def _create_lease(self) -> dict:
+        uid = ((self.node or {}).get("metadata") or {}).get("uid")
+        return self.client.create(lease.build_lease(self.cfg.name, uid, self.profile.node_lease_duration,
+                                                    self.wall()))
+
+    def _patch_lease(self, spec: dict) -> dict:
+        return self.client.patch("Lease", self.cfg.name, {"spec": spec}, namespace=lease.LEASE_NAMESPACE)
 
     def _next_renewal(self, now: float) -> None:
         self.next_lease = now + lease.renew_interval(self.profile.node_lease_renew_interval,

@@ -396,15 +396,10 @@ class FakeRuntime:
                                 "exit_due": c.exit_due, "exit_code_due": c.exit_code_due,
                                 "ready_due": c.ready_due}
                                for c in self.state.containers.values()]}
-        text = json.dumps(data)
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
         tmp = self.state_path + ".tmp"
-        try:
-            f = open(tmp, "w")
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
-            f = open(tmp, "w")
-        with f:
-            f.write(text)
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data))
         os.replace(tmp, self.state_path)
 
     def _load(self) -> None:
