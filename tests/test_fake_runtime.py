@@ -151,17 +151,16 @@ def test_state_file_survives_a_restart(tmp_path: Path):
 def test_state_file_is_every_field_of_every_sandbox_and_container(tmp_path: Path):
     """The file holds what ``dataclasses.asdict`` would give (mounts included), so
     ``kemu crictl`` and a restarted runtime read every field back."""
-    import json
     from dataclasses import asdict
 
     from node.runtime.interface import Mount
+    from emulator.runtime_state import read_state
     path = str(tmp_path / "var/lib/kemu/runtime.json")
     rt, clock, pod = make({"kemu.io/run-duration": "5s"}, state_path=path)
     cid = start(rt, pod)
     rt.state.containers[cid].status.mounts = [Mount("/data", str(tmp_path / "v"), True, "data")]
-    rt._save()
-    with open(path) as f:
-        saved = json.load(f)
+    rt._save(containers=(cid,))
+    saved = read_state(path)
     assert saved["sandboxes"] == [asdict(s) for s in rt.state.sandboxes.values()]
     (c,) = rt.state.containers.values()
     assert saved["containers"] == [{"status": asdict(c.status), "behaviour": asdict(c.behaviour),

@@ -49,25 +49,26 @@ name) as given; nothing is bind-mounted, the table is what a real runtime
 would mount. It is persisted with the rest of the state.
 
 Persistence: with ``state_path`` (the kubelet passes
-``<root>/var/lib/kemu/runtime.json``) every change is written atomically to a
-small JSON file and loaded on construction, so a restarted kubelet process
-finds (and adopts) the containers it left running. Monotonic times are stored
+``<root>/var/lib/kemu/runtime.json``) every change is appended to the
+runtime's journal (``emulator.runtime_state``: a record per sandbox or
+container that changed, compacted now and then) before the call returns, and
+the journal is replayed on construction, so a restarted kubelet process finds
+(and adopts) the containers it left running. Monotonic times are stored
 as they are: CLOCK_MONOTONIC is shared by every process on the machine.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-import os
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from emulator.api.quantity import cpu_millis, memory_bytes
 from emulator.profiles import Profile
+from emulator import runtime_state
 from node.runtime.interface import (CREATED, EXITED, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
                                     LABEL_POD_NAMESPACE, LABEL_POD_UID, RUNNING,
                                     SANDBOX_NOTREADY, SANDBOX_READY, ContainerStatus, Mount,
@@ -197,6 +198,7 @@ class FakeRuntime:
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self.state = _State()
+        self.journal = runtime_state.Journal(state_path, self.name, self._snapshot) if state_path else None
         if state_path:
             self._load()
 
@@ -221,24 +223,27 @@ class FakeRuntime:
             id=sid, pod_uid=labels[LABEL_POD_UID], namespace=labels[LABEL_POD_NAMESPACE],
             name=labels[LABEL_POD_NAME], state=SANDBOX_READY, created_at=self.wall(), ip=ip,
             labels=labels)
-        self._save()
+        self._save(sandboxes=(sid,))
         return sid
 
     def stop_pod_sandbox(self, sandbox_id: str) -> None:
         sb = self.state.sandboxes[sandbox_id]
+        stopped = []
         for c in self.state.containers.values():
             if c.status.sandbox_id == sandbox_id and c.status.state != EXITED:
                 self._exit(c, self.clock(), KILLED_EXIT_CODE if c.status.state == RUNNING else 0)
+                stopped.append(c.status.id)
         sb.state = SANDBOX_NOTREADY
-        self._save()
+        self._save(sandboxes=(sandbox_id,), containers=stopped)
 
     def remove_pod_sandbox(self, sandbox_id: str) -> None:
         if sandbox_id in self.state.sandboxes:
             self.stop_pod_sandbox(sandbox_id)
-        self.state.sandboxes.pop(sandbox_id, None)
-        for cid in [k for k, c in self.state.containers.items() if c.status.sandbox_id == sandbox_id]:
+        gone = self.state.sandboxes.pop(sandbox_id, None) is not None
+        cids = [k for k, c in self.state.containers.items() if c.status.sandbox_id == sandbox_id]
+        for cid in cids:
             del self.state.containers[cid]
-        self._save()
+        self._save(gone_sandboxes=(sandbox_id,) if gone else (), gone_containers=cids)
 
     # -- containers ---------------------------------------------------------
     def create_container(self, sandbox_id: str, pod: dict, container: dict, attempt: int,
@@ -256,7 +261,7 @@ class FakeRuntime:
             state=CREATED, created_at=self.wall(), labels=labels,
             mounts=[Mount(**vars(m)) for m in mounts or ()])
         self.state.containers[cid] = _Container(st, behaviour_for(pod, name, self.profile))
-        self._save()
+        self._save(containers=(cid,))
         return cid
 
     def start_container(self, container_id: str) -> None:
@@ -265,7 +270,7 @@ class FakeRuntime:
             raise RuntimeError(f"container {container_id} is {c.status.state}, not created")
         c.start_due = self.clock() + c.behaviour.start_delay
         self._advance(c, self.clock())
-        self._save()
+        self._save(containers=(container_id,))
 
     def stop_container(self, container_id: str, grace_seconds: float) -> None:
         c = self.state.containers[container_id]
@@ -282,11 +287,11 @@ class FakeRuntime:
             if c.exit_due is None or due < c.exit_due:
                 c.exit_due, c.exit_code_due = due, code
             self._advance(c, now)
-        self._save()
+        self._save(containers=(container_id,))
 
     def remove_container(self, container_id: str) -> None:
         if self.state.containers.pop(container_id, None) is not None:
-            self._save()
+            self._save(gone_containers=(container_id,))
 
     def list_pod_sandboxes(self) -> list[PodSandbox]:
         return list(self.state.sandboxes.values())
@@ -328,11 +333,13 @@ class FakeRuntime:
     # -- simulated time -----------------------------------------------------
     def tick(self, now: float) -> set[str]:
         changed: set[str] = set()
+        moved: list[str] = []
         for c in self.state.containers.values():
             if self._advance(c, now):
                 changed.add(c.status.pod_uid)
-        if changed:
-            self._save()
+                moved.append(c.status.id)
+        if moved:
+            self._save(containers=moved)
         return changed
 
     def next_event(self, now: float) -> float | None:
@@ -382,31 +389,34 @@ class FakeRuntime:
         return changed
 
     # -- persistence --------------------------------------------------------
-    def _save(self) -> None:
-        if not self.state_path:
+    @staticmethod
+    def _container_record(c: _Container) -> dict:
+        # The instances' own dicts, read as they are (``asdict`` deep-copies), encoded in C.
+        return {"status": dict(vars(c.status), mounts=[vars(m) for m in c.status.mounts]),
+                "behaviour": vars(c.behaviour), "start_due": c.start_due, "started": c.started,
+                "exit_due": c.exit_due, "exit_code_due": c.exit_code_due, "ready_due": c.ready_due}
+
+    def _snapshot(self) -> list[dict]:
+        return ([{"sandbox": vars(s)} for s in self.state.sandboxes.values()]
+                + [{"container": self._container_record(c)} for c in self.state.containers.values()])
+
+    def _save(self, *, sandboxes: Iterable[str] = (), containers: Iterable[str] = (),
+              gone_sandboxes: Iterable[str] = (), gone_containers: Iterable[str] = ()) -> None:
+        """Append what changed: the named sandboxes and containers as they are now, and the removals."""
+        if self.journal is None:
             return
-        # The instances' own dicts, read as they are: this runs at every change, and
-        # ``asdict`` (a deep copy) with ``json.dump`` (the pure-Python encoder) cost a
-        # node host a third of its time starting pods. ``json.dumps`` encodes in C.
-        data = {"version": 1,
-                "sandboxes": [vars(s) for s in self.state.sandboxes.values()],
-                "containers": [{"status": dict(vars(c.status), mounts=[vars(m) for m in c.status.mounts]),
-                                "behaviour": vars(c.behaviour),
-                                "start_due": c.start_due, "started": c.started,
-                                "exit_due": c.exit_due, "exit_code_due": c.exit_code_due,
-                                "ready_due": c.ready_due}
-                               for c in self.state.containers.values()]}
-        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data))
-        os.replace(tmp, self.state_path)
+        st = self.state
+        records = ([{"sandbox": vars(st.sandboxes[i])} for i in sandboxes]
+                   + [{"container": self._container_record(st.containers[i])} for i in containers]
+                   + [{"remove_sandbox": i} for i in gone_sandboxes]
+                   + [{"remove_container": i} for i in gone_containers])
+        if records:
+            self.journal.append(records, len(st.sandboxes) + len(st.containers))
 
     def _load(self) -> None:
         assert self.state_path
         try:
-            with open(self.state_path) as f:
-                data = json.load(f)
+            data = runtime_state.read_state(self.state_path)
             for s in data.get("sandboxes", ()):
                 self.state.sandboxes[s["id"]] = PodSandbox(**s)
             for c in data.get("containers", ()):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emulator.cli.commands._node_files import node_root
+from emulator.runtime_state import read_state
 from emulator.cli.printers import human_duration
 from emulator.cli.tabwriter import align
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return 1
     path = root / STATE_FILE
     try:
-        state = json.loads(path.read_text())
+        state = read_state(path)
     except (OSError, ValueError):
         print(f'error: node "{args.node}" has no runtime state yet ({path} is missing or unreadable)', file=err)
         return 1

@@ -1,0 +1,122 @@
+"""A runtime's state file (a node's ``runtime.json``): a whole document, or an append-only journal.
+
+Contract
+--------
+Two formats share the path ``<root>/var/lib/kemu/runtime.json``:
+
+* **document** (version 1, written by the process runtime): one JSON object
+  ``{"version": 1, "sandboxes": [...], "containers": [...]}`` replaced
+  atomically at every change;
+* **journal** (version 2, written by the fake runtime through ``Journal``):
+  JSON lines. The first is the header ``{"version": 2, "runtime": NAME}``;
+  each further line is one record: ``{"sandbox": S}`` or ``{"container": C}``
+  (insert or replace, keyed by ``S["id"]`` / ``C["status"]["id"]``),
+  ``{"remove_sandbox": ID}`` or ``{"remove_container": ID}``. A change
+  appends its records (one ``write`` of whole lines), so it costs the size of
+  what changed, not of the node's whole state (a node with 100 pods wrote all
+  100 at each of the three runtime calls that start a pod). When the journal
+  holds more than ``COMPACT_SLACK`` records beyond ``COMPACT_FACTOR`` times
+  the live objects, it is rewritten (to a temporary file, then renamed over
+  it) with one record per live object.
+
+``read_state(path)`` returns either format as a document ``{"sandboxes":
+[...], "containers": [...]}`` (plus ``runtime`` when the file names it), in
+the order each object was first written; it raises ``OSError`` when the file
+cannot be read and ``ValueError`` when it is neither format. A journal's torn
+last line (a process killed mid-write) ends the replay: what came before it
+stands. ``kemu crictl``, chaos and the runtimes themselves read through it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Iterable
+
+JOURNAL_VERSION = 2
+COMPACT_FACTOR = 4
+COMPACT_SLACK = 256
+
+
+def _replay(lines: list[str]) -> dict[str, Any]:
+    head = json.loads(lines[0])
+    if not isinstance(head, dict) or head.get("version") != JOURNAL_VERSION:
+        raise ValueError("not a runtime state journal")
+    sandboxes: dict[str, dict] = {}
+    containers: dict[str, dict] = {}
+    for line in lines[1:]:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            break   # a torn tail: the writer died mid-line
+        if not isinstance(rec, dict):
+            raise ValueError("a journal record is not a JSON object")
+        if "sandbox" in rec:
+            sandboxes[rec["sandbox"]["id"]] = rec["sandbox"]
+        elif "container" in rec:
+            containers[rec["container"]["status"]["id"]] = rec["container"]
+        elif "remove_sandbox" in rec:
+            sandboxes.pop(rec["remove_sandbox"], None)
+        elif "remove_container" in rec:
+            containers.pop(rec["remove_container"], None)
+    out: dict[str, Any] = {"version": JOURNAL_VERSION, "sandboxes": list(sandboxes.values()),
+                           "containers": list(containers.values())}
+    if "runtime" in head:
+        out["runtime"] = head["runtime"]
+    return out
+
+
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path) as f:
+        text = f.read()
+    if not text.strip():
+        raise ValueError("empty state file")
+    first, nl, _ = text.partition("\n")
+    try:
+        head = json.loads(first)
+    except ValueError:
+        head = None
+    if nl and isinstance(head, dict) and head.get("version") == JOURNAL_VERSION:
+        return _replay(text.splitlines())
+    doc = json.loads(text)   # the whole-document format
+    if not isinstance(doc, dict):
+        raise ValueError("the state file is not a JSON object")
+    return doc
+
+
+class Journal:
+    """The writer of a version-2 journal at ``path`` for ``runtime``.
+
+    ``append(records, live)`` appends the records (dicts, in the shapes
+    above); ``live`` is how many objects the state holds now, and decides
+    compaction, which calls ``snapshot()`` for one record per live object.
+    ``rewrite(records)`` replaces the file with the header and ``records``.
+    """
+
+    def __init__(self, path: str, runtime: str, snapshot: Callable[[], Iterable[dict]]) -> None:
+        self.path = path
+        self.runtime = runtime
+        self.snapshot = snapshot
+        self.records: int | None = None   # records in the file; None until this writer rewrote it
+        self._dir_made = False
+
+    def _header(self) -> str:
+        return json.dumps({"version": JOURNAL_VERSION, "runtime": self.runtime}) + "\n"
+
+    def rewrite(self, records: Iterable[dict]) -> None:
+        if not self._dir_made:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._dir_made = True
+        lines = [json.dumps(r) for r in records]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self._header() + "".join(line + "\n" for line in lines))
+        os.replace(tmp, self.path)
+        self.records = len(lines)
+
+    def append(self, records: list[dict], live: int) -> None:
+        if self.records is None or self.records + len(records) > COMPACT_SLACK + COMPACT_FACTOR * live:
+            self.rewrite(self.snapshot())   # a fresh journal, or compaction
+            return
+        with open(self.path, "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+        self.records += len(records)
