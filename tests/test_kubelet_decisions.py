@@ -156,6 +156,25 @@ def test_admission_fits_and_rejects_in_kubernetes_words():
                                                   "requested: 1, used: 2, capacity: 2")
 
 
+def test_requests_memo_answers_for_the_same_pod_dict_and_recomputes_for_a_new_one():
+    memo = admission.RequestsMemo()
+    a = pod(requests={"cpu": "1"})
+    assert memo(a) == admission.pod_requests(a)
+    a["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "3"   # never done to an admitted pod:
+    assert memo(a)["cpu"] == 1000                                      # the memo is for the same dict
+    b = pod(requests={"cpu": "3"})                                     # same uid, a new dict: recomputed
+    assert memo(b)["cpu"] == 3000
+    r = admission.admit(pod(requests={"cpu": "2"}), [b], ALLOC, memo)
+    assert (r.admit, r.message) == (False, "Node didn't have enough resource: cpu, requested: 2000, "
+                                           "used: 3000, capacity: 4000")
+    for i in range(40):
+        p = pod()
+        p["metadata"]["uid"] = f"x{i}"
+        memo(p)
+    memo.retain({"u1"})
+    assert set(memo._memo) == {"u1"}
+
+
 def test_pod_requests_take_init_containers_and_overhead():
     p = pod(requests={"cpu": "100m"})
     p["spec"]["initContainers"] = [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "500m"}}}]
@@ -225,6 +244,10 @@ def test_ipam():
     assert ipam.allocate("127.64.3.0/24", ["127.64.3.2"]) == "127.64.3.3"
     assert ipam.allocate("127.64.3.0/30", ["127.64.3.2"]) == ""
     assert ipam.allocate("", []) == ""
+    full = [f"127.64.3.{i}" for i in range(2, 255)]
+    assert ipam.allocate("127.64.3.0/24", full) == ""                     # .255 is broadcast
+    assert ipam.allocate("127.64.3.0/24", full[:100] + full[101:]) == "127.64.3.102"
+    assert ipam.allocate("127.64.4.0/23", full) == "127.64.4.2"
 
 
 def test_phase_follows_kubernetes_get_phase_for_restarting_containers() -> None:

@@ -2,7 +2,7 @@
 
 Contract (the kubelet's ``predicateAdmitHandler`` / ``GeneralPredicates``)
 -------------------------------------------------------------------------
-``admit(pod, admitted, allocatable) -> Admission``: ``admitted`` are the
+``admit(pod, admitted, allocatable[, requests]) -> Admission``: ``admitted`` are the
 non-terminal pods already admitted on this node (not ``pod`` itself);
 ``allocatable`` is the Node's ``status.allocatable``. A pod's request is the
 larger of the sum of its containers' requests and its largest init container
@@ -17,7 +17,7 @@ the pod's status to phase Failed with that reason and the message prefixed by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Container, Iterable
 
 from emulator.api.quantity import cpu_millis, memory_bytes
 
@@ -58,7 +58,32 @@ def pod_requests(pod: dict) -> dict[str, int]:
     return total
 
 
-def admit(pod: dict, admitted: Iterable[dict], allocatable: dict) -> Admission:
+class RequestsMemo:
+    """``pod_requests`` kept per pod uid while it is asked about the very same dict (the
+    kubelet's admitted pods), so admitting a pod costs a lookup per admitted pod, not a
+    sum over its containers' quantities. ``retain(uids)`` forgets the others once they
+    outnumber the kept ones."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, tuple[dict, dict[str, int]]] = {}
+
+    def __call__(self, pod: dict) -> dict[str, int]:
+        uid = (pod.get("metadata") or {}).get("uid") or ""
+        hit = self._memo.get(uid)
+        if hit is not None and hit[0] is pod:
+            return hit[1]
+        req = pod_requests(pod)
+        self._memo[uid] = (pod, req)
+        return req
+
+    def retain(self, uids: Container[str]) -> None:
+        if len(self._memo) > 2 * len(uids) + 16:   # type: ignore[arg-type]
+            self._memo = {u: v for u, v in self._memo.items() if u in uids}
+
+
+def admit(pod: dict, admitted: Iterable[dict], allocatable: dict,
+          requests: Callable[[dict], dict[str, int]] = pod_requests) -> Admission:
+    """``requests(pod)`` is ``pod_requests`` or a memo of it (the kubelet keeps one per admitted pod)."""
     admitted = list(admitted)
     cap_pods = int(_amount("memory", allocatable.get("pods", 0)))
     if len(admitted) + 1 > cap_pods:
@@ -67,7 +92,7 @@ def admit(pod: dict, admitted: Iterable[dict], allocatable: dict) -> Admission:
     want = pod_requests(pod)
     used = dict.fromkeys(RESOURCES, 0)
     for p in admitted:
-        for r, v in pod_requests(p).items():
+        for r, v in requests(p).items():
             used[r] += v
     for r in RESOURCES:
         if not want[r] or r not in allocatable:

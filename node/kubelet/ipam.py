@@ -9,6 +9,8 @@ sandboxes, so a restarted kubelet never hands out a live pod's address.
 from __future__ import annotations
 
 import ipaddress
+import socket
+from functools import lru_cache
 from typing import Iterable
 
 POD_NETWORK = ipaddress.IPv4Network("127.64.0.0/10")
@@ -25,10 +27,15 @@ def allocate(cidr: str, used: Iterable[str]) -> str:
     if not cidr:
         return ""
     taken = set(used)
-    net = ipaddress.IPv4Network(cidr, strict=False)
-    for i, host in enumerate(net.hosts()):
-        if i == 0:
-            continue   # .1 is the gateway
-        if str(host) not in taken:
-            return str(host)
+    net = _network(cidr)
+    first, last = int(net.network_address) + 2, int(net.broadcast_address) - 1   # .1 is the gateway
+    for n in range(first, last + 1):
+        ip = socket.inet_ntoa(n.to_bytes(4, "big"))
+        if ip not in taken:
+            return ip
     return ""
+
+
+@lru_cache(maxsize=64)
+def _network(cidr: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(cidr, strict=False)

@@ -127,6 +127,7 @@ class Kubelet(PodVolumesAndEviction):
         self.heartbeat = NodeHeartbeat(client, profile, self.cfg, boot_id=self.boot_id, clock=clock,
                                        wall=wall, rng=self.rng, recorder=self.recorder, log=self.log)
         self.admitted: dict[str, dict] = {}      # uid -> pod, non-terminal pods admitted here
+        self.requests = admission.RequestsMemo()  # each admitted pod's requests
         self.rejected: set[str] = set()
         self.finished: set[str] = set()          # uids this kubelet drove to Succeeded/Failed
         self.status = StatusManager(client, clock, client.timeout)   # pod status writes
@@ -318,7 +319,8 @@ class Kubelet(PodVolumesAndEviction):
             sandbox, _ = self._runtime_state(uid)
             if sandbox is None:
                 others = [p for u, p in self.admitted.items() if u != uid]
-                verdict = admission.admit(pod, others, self.cfg.resources())
+                self.requests.retain(self.admitted)
+                verdict = admission.admit(pod, others, self.cfg.resources(), self.requests)
                 rejection = pressure.pressure_rejection(pod, self.cfg.disk_pressure, self.cfg.memory_pressure)
                 if verdict.admit and rejection is not None:
                     verdict = admission.Admission(False, eviction.REASON, rejection)

@@ -56,5 +56,5 @@ def write_summary(root_dir: str, s: dict[str, Any], ts: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({**s, "time": ts}, f)
+        f.write(json.dumps({**s, "time": ts}))   # dumps encodes in C; dump is the Python encoder
     os.replace(tmp, path)
