@@ -47,3 +47,17 @@ def test_top_without_metrics(kemu, tmp_path: Path) -> None:  # noqa: F811
     assert r.rc == 1 and "metrics not available yet" in r.err
     r = kemu("top", "pods", "--lab-dir", str(tmp_path / "missing"))
     assert r.rc == 1
+
+
+def test_a_shorter_summary_written_over_a_longer_one_leaves_no_stale_tail(tmp_path: Path) -> None:
+    import json
+
+    from node.kubelet.stats import SUMMARY_FILE
+    many = [ContainerStatus(id=f"c{i}", sandbox_id="s", pod_uid=f"u{i}", namespace="default",
+                            pod_name=f"web-{i}", name="app", attempt=0, image="busybox", image_id="",
+                            state=RUNNING, created_at=0.0, cpu_millis=5, memory_bytes=1 << 20)
+            for i in range(20)]
+    write_summary(str(tmp_path), summary("node-1", many), "2026-01-01T00:00:00Z")
+    write_summary(str(tmp_path), summary("node-1", many[:1]), "2026-01-01T00:00:10Z")
+    got = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert [p["podRef"]["name"] for p in got["pods"]] == ["web-0"] and got["time"] == "2026-01-01T00:00:10Z"

@@ -7,10 +7,17 @@ summaries compare equal when their figures are): ``node`` with ``cpu.usageNanoCo
 (the sum over the node's running containers), and one entry per pod with its
 containers' usage, from the runtime's ``ContainerStatus.cpu_millis`` /
 ``memory_bytes`` (the fake runtime reports what its annotations say; real
-runtimes measure). ``write_summary(root_dir, s, ts)`` replaces
-``<root>/var/lib/kemu/stats-summary.json`` atomically: metrics-server would
-scrape the kubelet; ``kemu top`` reads the file instead, so a node's last
-figures can be read without the apiserver. The housekeeping pass writes it.
+runtimes measure). ``write_summary(root_dir, s, ts)`` writes
+``<root>/var/lib/kemu/stats-summary.json``: metrics-server would scrape the
+kubelet; ``kemu top`` reads the file instead, so a node's last figures can be
+read without the apiserver. The housekeeping pass writes it, every 10 s per
+node while pods come and go, so it is written in place (one ``write``, then
+``ftruncate`` to the new length) rather than replaced by a rename: on ext4 a
+rename over a file (or a truncation to zero) starts writeback of the new data
+(``auto_da_alloc``), about 120 us a write against 7 us in place, and it was
+9% of a node host's time while pods started. A reader that races a write may
+see a torn document: it must treat a ``ValueError`` as "no figures now" (``kemu
+top`` skips that node; the memory-pressure chaos reads 0).
 """
 from __future__ import annotations
 
@@ -53,8 +60,14 @@ def summary(node_name: str, containers: Iterable[ContainerStatus]) -> dict[str, 
 
 def write_summary(root_dir: str, s: dict[str, Any], ts: str) -> None:
     path = os.path.join(root_dir, SUMMARY_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({**s, "time": ts}))   # dumps encodes in C; dump is the Python encoder
-    os.replace(tmp, path)
+    data = json.dumps({**s, "time": ts}).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:   # in place, then cut to length: no rename, no truncation to zero (see the contract)
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
