@@ -157,7 +157,8 @@ def test_admission_fits_and_rejects_in_kubernetes_words():
 
 
 def test_requests_memo_answers_for_the_same_pod_dict_and_recomputes_for_a_new_one():
-    memo = admission.RequestsMemo()
+    from node.kubelet.podmemo import PodMemo
+    memo = PodMemo(admission.pod_requests)
     a = pod(requests={"cpu": "1"})
     assert memo(a) == admission.pod_requests(a)
     a["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "3"   # never done to an admitted pod:

@@ -270,6 +270,33 @@ def test_unchanged_status_is_not_posted_again(env):
     assert user.get("Pod", "quiet", "default")["metadata"]["resourceVersion"] == rv
 
 
+def test_an_unchanged_node_status_is_not_rebuilt_and_a_change_is_posted(env, monkeypatch):
+    from node.kubelet import node_status
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    built = []
+    real = node_status.node_status
+    monkeypatch.setattr(node_status, "node_status", lambda *a, **kw: built.append(1) or real(*a, **kw))
+    rv = user.get("Node", "node-1")["metadata"]["resourceVersion"]
+    for _ in range(3):
+        hb._update_status(clock.mono())
+    assert built == [1]                          # found unchanged once, then not built again
+    assert user.get("Node", "node-1")["metadata"]["resourceVersion"] == rv
+    k.cfg.disk_pressure = True                   # an input changed: built and posted
+    hb._update_status(clock.mono())
+    assert built == [1, 1]
+    conds = {c["type"]: c["status"] for c in user.get("Node", "node-1")["status"]["conditions"]}
+    assert conds["DiskPressure"] == "True"
+    hb._update_status(clock.mono())              # against the new posted status: built once more
+    hb._update_status(clock.mono())
+    assert built == [1, 1, 1]
+    clock.t += FAST.node_status_report_frequency  # the report frequency posts it regardless
+    hb._update_status(clock.mono())
+    assert built == [1, 1, 1, 1]
+    assert user.get("Node", "node-1")["metadata"]["resourceVersion"] != rv
+
+
 def test_force_deleted_pod_containers_are_removed(env):
     user, kubelet, clock = env
     k = kubelet()

@@ -358,3 +358,34 @@ def test_pvc_shared_dir_csi_and_local(env, tmp_path: Path) -> None:
     assert mounts_of(k, "l")[0].host_path == str(root_of(k) / "var/lib/kemu/storage/pv-local")
     link = root_of(k) / "var/lib/kubelet/pods" / st_uid(user, "l") / "volumes/kubernetes.io~local-volume/pv-local"
     assert os.readlink(link) == str(root_of(k) / "var/lib/kemu/storage/pv-local")
+
+
+# -- housekeeping does no work that cannot change its outcome ----------------------------------
+def test_housekeeping_skips_the_summary_while_the_runtime_is_unchanged_and_unlimited_pods_volumes(
+        env, monkeypatch) -> None:
+    from node.kubelet import stats
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("plain", [{"name": "scratch", "emptyDir": {}}], [{"name": "scratch", "mountPath": "/s"}]))
+    drive(k, clock, lambda: running(user, "plain"), what="running")
+    summaries, measured = [], []
+    real_summary, real_usage = stats.summary, k.volumes.volume_usage
+    monkeypatch.setattr(stats, "summary", lambda *a: summaries.append(1) or real_summary(*a))
+    monkeypatch.setattr(k.volumes, "volume_usage", lambda p, *a: measured.append(p["metadata"]["name"])
+                        or real_usage(p, *a))
+    k._housekeeping(clock.mono())                   # up to date with the runtime
+    summaries.clear()
+    k._housekeeping(clock.mono())
+    k._housekeeping(clock.mono())
+    assert summaries == [] and measured == []
+    user.create(pod("limited", [{"name": "cache", "emptyDir": {"sizeLimit": "1Mi"}}],
+                    [{"name": "cache", "mountPath": "/c"}]))
+    drive(k, clock, lambda: running(user, "limited"), what="running")
+    summaries.clear()
+    measured.clear()
+    k.runtime.tick(clock.mono())
+    k.runtime.start_container(k.runtime.create_container(          # a change: the summary is redone once
+        k.runtime.list_pod_sandboxes()[0].id, {"metadata": {}}, {"name": "x", "image": "x"}, 0))
+    k._housekeeping(clock.mono())
+    k._housekeeping(clock.mono())
+    assert summaries == [1] and measured == ["limited", "limited"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.kubelet.eviction import (PressureState, format_binary, local_storage_violation,
+from node.kubelet.eviction import (PressureState, format_binary, has_local_storage_limit, local_storage_violation,
                                    node_pressure_message, rank_for_disk_pressure, threshold_bytes)
 
 
@@ -47,6 +47,17 @@ def test_pod_limit_violation() -> None:
     assert local_storage_violation(p, {}, 2 * 2**20) is None
     assert local_storage_violation(p, {}, 3 * 2**20) == \
         "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. "
+
+
+def test_a_pod_without_a_storage_limit_is_never_in_violation() -> None:
+    """The housekeeping pass measures only the pods ``has_local_storage_limit`` names."""
+    limited = [pod("a", lim="2Mi"), pod("b", volumes=[{"name": "c", "emptyDir": {"sizeLimit": "1Mi"}}])]
+    unlimited = [pod("c"), pod("d", req="1Mi", cpu="1"), pod("e", volumes=[{"name": "c", "emptyDir": {}}]),
+                 pod("f", volumes=[{"name": "c", "emptyDir": {"sizeLimit": ""}}, {"name": "h", "hostPath": {}}])]
+    assert all(has_local_storage_limit(p) for p in limited)
+    assert not any(has_local_storage_limit(p) for p in unlimited)
+    for p in unlimited:
+        assert local_storage_violation(p, {"c": 2**40}, 2**40) is None
 
 
 def test_ranking_usage_above_request_then_priority() -> None:

@@ -17,7 +17,7 @@ the pod's status to phase Failed with that reason and the message prefixed by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Container, Iterable
+from typing import Callable, Iterable
 
 from emulator.api.quantity import cpu_millis, memory_bytes
 
@@ -56,29 +56,6 @@ def pod_requests(pod: dict) -> dict[str, int]:
         if r in total:
             total[r] += _amount(r, q)
     return total
-
-
-class RequestsMemo:
-    """``pod_requests`` kept per pod uid while it is asked about the very same dict (the
-    kubelet's admitted pods), so admitting a pod costs a lookup per admitted pod, not a
-    sum over its containers' quantities. ``retain(uids)`` forgets the others once they
-    outnumber the kept ones."""
-
-    def __init__(self) -> None:
-        self._memo: dict[str, tuple[dict, dict[str, int]]] = {}
-
-    def __call__(self, pod: dict) -> dict[str, int]:
-        uid = (pod.get("metadata") or {}).get("uid") or ""
-        hit = self._memo.get(uid)
-        if hit is not None and hit[0] is pod:
-            return hit[1]
-        req = pod_requests(pod)
-        self._memo[uid] = (pod, req)
-        return req
-
-    def retain(self, uids: Container[str]) -> None:
-        if len(self._memo) > 2 * len(uids) + 16:   # type: ignore[arg-type]
-            self._memo = {u: v for u, v in self._memo.items() if u in uids}
 
 
 def admit(pod: dict, admitted: Iterable[dict], allocatable: dict,

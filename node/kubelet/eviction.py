@@ -80,6 +80,18 @@ def _limit_text(pod: dict, total: int) -> str:
     return str(lims[0]) if len(lims) == 1 else format_binary(total)
 
 
+def has_local_storage_limit(pod: dict) -> bool:
+    """Whether ``local_storage_violation`` can find anything: an emptyDir ``sizeLimit`` or a
+    container's ephemeral-storage limit."""
+    spec = pod.get("spec") or {}
+    for v in spec.get("volumes") or ():
+        ed = v.get("emptyDir") if isinstance(v, dict) else None
+        if isinstance(ed, dict) and ed.get("sizeLimit") not in (None, ""):
+            return True
+    return any(RESOURCE in ((c.get("resources") or {}).get("limits") or {})
+               for c in spec.get("containers") or () if isinstance(c, dict))
+
+
 def local_storage_violation(pod: dict, volume_usage: dict[str, int], pod_usage: int) -> str | None:
     for v in (pod.get("spec") or {}).get("volumes") or ():
         ed = v.get("emptyDir") if isinstance(v, dict) else None

@@ -49,6 +49,7 @@ class NodeHeartbeat:
         self.log = log
         self.node: dict | None = None
         self.posted: dict | None = None   # the status last posted
+        self.unchanged_for: tuple | None = None   # (inputs, id(posted)) last found unchanged
         self.registered = False
         self.lease_exists: bool | None = None   # None: unknown, so patch first
         self.next_lease = 0.0
@@ -76,6 +77,7 @@ class NodeHeartbeat:
                                           subresource="status")
             self.log.info("node_adopted", kind="Node", name=self.cfg.name)
         self.posted = self.node.get("status")
+        self.unchanged_for = None
         now = self.clock()
         self.last_post = now
         self.registered = True
@@ -110,13 +112,21 @@ class NodeHeartbeat:
 
     def _update_status(self, now: float) -> None:
         self.next_status = now + self.profile.node_status_update_frequency
+        report = now - self.last_post >= self.profile.node_status_report_frequency
+        # The same inputs against the same posted status give the same answer: do not
+        # build a NodeStatus to learn again that it is unchanged (10,000 nodes, every 10 s).
+        key = (node_status.status_inputs(self.cfg, self.boot_id), id(self.posted))
+        if key == self.unchanged_for and not report:
+            return
         status = node_status.node_status(self.cfg, self.wall(), self.posted, self.boot_id)
-        if node_status.status_changed(status, self.posted) or \
-                now - self.last_post >= self.profile.node_status_report_frequency:
+        if node_status.status_changed(status, self.posted) or report:
             self.node = self.client.patch("Node", self.cfg.name, {"status": status},
                                           subresource="status")
             self.posted = self.node.get("status")
             self.last_post = now
+            self.unchanged_for = None
+        else:
+            self.unchanged_for = key
 
     def renew_lease(self, now: float) -> None:
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())

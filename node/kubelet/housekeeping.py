@@ -88,13 +88,17 @@ class PodVolumesAndEviction:
         return out
 
     def _housekeeping(self: Kubelet, now: float) -> None:
-        figures = stats.summary(self.node_name, self.runtime.list_containers())
-        if figures != getattr(self, "_last_summary", None):   # the Summary API's figures, for kemu top
-            try:
-                stats.write_summary(self.root_dir, figures, rfc3339(self.wall()))
-                self._last_summary = figures
-            except OSError as e:
-                self.log.warning("stats_summary_failed", error=str(e))
+        generation = getattr(self.runtime, "generation", None)
+        if generation is None or generation != getattr(self, "_summary_generation", None):
+            figures = stats.summary(self.node_name, self.runtime.list_containers())
+            if figures != getattr(self, "_last_summary", None):   # the Summary API's figures, for kemu top
+                try:
+                    stats.write_summary(self.root_dir, figures, rfc3339(self.wall()))
+                    self._last_summary = figures
+                except OSError as e:
+                    self.log.warning("stats_summary_failed", error=str(e))
+                    generation = None
+            self._summary_generation = generation
         capacity = self.capacity_bytes
         used = dir_usage(self.root_dir)
         available = capacity - used
@@ -108,10 +112,17 @@ class PodVolumesAndEviction:
         mem_met = mem_available < mem_threshold
         self._set_pressure("memory_pressure", self.memory_pressure.observe(now, mem_met), now,
                            available=mem_available, capacity=mem_capacity)
-        pods = self._active_pods()
+        # Only a pod with an emptyDir sizeLimit or an ephemeral-storage limit can be over it, and
+        # only DiskPressure ranks pods by usage: the others' volumes are not measured.
+        pods: list[dict] = []
+        self.storage_limited.retain(self.admitted)
+        if met or mem_met or any(self.storage_limited(p) for p in self.admitted.values()):
+            pods = self._active_pods()
         usage: dict[str, int] = {}
         evicted = False
         for pod in pods:
+            if not met and not self.storage_limited(pod):
+                continue
             per_volume = self.volumes.volume_usage(pod)
             total = self.volumes.pod_ephemeral_usage(pod, per_volume)
             usage[pod["metadata"].get("uid", "")] = total

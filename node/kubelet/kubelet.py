@@ -77,6 +77,7 @@ from emulator.informer import Informer
 from emulator.process import StopFlag, die_with_parent
 from emulator.profiles import Profile, get_profile
 from node.kubelet import admission, envvars, eviction, ipam, node_status, pressure, sync
+from node.kubelet.podmemo import PodMemo
 from node.kubelet.backoff import Backoff
 from node.kubelet.heartbeat import NodeHeartbeat
 from node.kubelet.housekeeping import PodVolumesAndEviction
@@ -127,7 +128,8 @@ class Kubelet(PodVolumesAndEviction):
         self.heartbeat = NodeHeartbeat(client, profile, self.cfg, boot_id=self.boot_id, clock=clock,
                                        wall=wall, rng=self.rng, recorder=self.recorder, log=self.log)
         self.admitted: dict[str, dict] = {}      # uid -> pod, non-terminal pods admitted here
-        self.requests = admission.RequestsMemo()  # each admitted pod's requests
+        self.requests = PodMemo(admission.pod_requests)             # per admitted pod
+        self.storage_limited = PodMemo(eviction.has_local_storage_limit)
         self.rejected: set[str] = set()
         self.finished: set[str] = set()          # uids this kubelet drove to Succeeded/Failed
         self.status = StatusManager(client, clock, client.timeout)   # pod status writes

@@ -74,6 +74,13 @@ def _machine_id(name: str) -> str:
     return hashlib.md5(name.encode()).hexdigest()
 
 
+def status_inputs(cfg: NodeConfig, boot_id: str = "") -> tuple:
+    """Everything ``node_status`` reads besides the time and ``previous``: two calls with equal
+    inputs and the same ``previous`` differ only in heartbeat times (``status_changed`` False)."""
+    return (cfg.name, cfg.cpu, cfg.memory, cfg.pods, cfg.ephemeral_storage, cfg.node_ip,
+            cfg.runtime_version, cfg.disk_pressure, cfg.memory_pressure, boot_id)
+
+
 def node_status(cfg: NodeConfig, now: float, previous: dict | None = None,
                 boot_id: str = "") -> dict:
     stamp = rfc3339(now)

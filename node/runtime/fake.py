@@ -53,7 +53,12 @@ Persistence: with ``state_path`` (the kubelet passes
 runtime's journal (``emulator.runtime_state``: a record per sandbox or
 container that changed, compacted now and then) before the call returns, and
 the journal is replayed on construction, so a restarted kubelet process finds
-(and adopts) the containers it left running. Monotonic times are stored
+(and adopts) the containers it left running.
+
+``generation`` counts the changes to sandboxes and containers (usage figures
+included: they change only with a container's state), so a caller deriving
+figures from them (the kubelet's usage summary) may skip the work while it
+is unchanged. Real runtimes have none: their usage changes by itself. Monotonic times are stored
 as they are: CLOCK_MONOTONIC is shared by every process on the machine.
 """
 from __future__ import annotations
@@ -198,6 +203,7 @@ class FakeRuntime:
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self.state = _State()
+        self.generation = 0   # bumped by every change (see the contract)
         self.journal = runtime_state.Journal(state_path, self.name, self._snapshot) if state_path else None
         if state_path:
             self._load()
@@ -403,6 +409,7 @@ class FakeRuntime:
     def _save(self, *, sandboxes: Iterable[str] = (), containers: Iterable[str] = (),
               gone_sandboxes: Iterable[str] = (), gone_containers: Iterable[str] = ()) -> None:
         """Append what changed: the named sandboxes and containers as they are now, and the removals."""
+        self.generation += 1
         if self.journal is None:
             return
         st = self.state
