@@ -494,7 +494,8 @@ class Client:
                                      "preconditions": preconditions})
 
     def bind(self, name: str, namespace: str, node_name: str) -> dict:
-        """The pods/binding subresource, as the scheduler uses it."""
+        """The pods/binding subresource, as the scheduler uses it. Returns a Success Status
+        (kube-apiserver's reply), not the pod."""
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": name, "namespace": namespace},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}

@@ -164,7 +164,9 @@ def test_merge_and_json_patch(c: Client) -> None:
 
 def test_binding_sets_node_once(c: Client) -> None:
     c.create(pod("web"))
-    b = c.bind("web", "default", "node-1")
+    assert c.bind("web", "default", "node-1") == {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                                  "status": "Success", "code": 201}
+    b = c.get("Pod", "web", "default")
     assert b["spec"]["nodeName"] == "node-1"
     assert any(x["type"] == "PodScheduled" and x["status"] == "True" for x in b["status"]["conditions"])
     with pytest.raises(APIError) as e:

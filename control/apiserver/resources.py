@@ -302,7 +302,8 @@ class Resources:
 
     # -- binding ------------------------------------------------------------
     def bind(self, name: str, binding: Any, namespace: str | None = None) -> dict:
-        """The pods/binding subresource: set spec.nodeName once, as the scheduler does."""
+        """The pods/binding subresource: set spec.nodeName once, as the scheduler does; the
+        reply is a Success Status."""
         if not isinstance(binding, dict) or not isinstance(binding.get("target"), dict) \
                 or not binding["target"].get("name"):
             raise APIError(errors.INVALID, "Binding is invalid: target.name: Required value",
@@ -325,7 +326,10 @@ class Resources:
         status["conditions"] = conds
         new["status"] = status
         ns = old["metadata"]["namespace"]
-        return self.store.put(rt.kind, ns, name, new).obj
+        self.store.put(rt.kind, ns, name, new)
+        # As kube-apiserver's BindingREST.Create: a Status, not the pod (the scheduler reads the
+        # pod from its watch; encoding and decoding the pod in every reply cost both sides).
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     # -- eviction -----------------------------------------------------------
     def evict(self, name: str, eviction: Any, namespace: str | None = None) -> dict:
