@@ -69,3 +69,16 @@ def test_controller_deletes_expired_events_and_keeps_fresh_ones(mem_server) -> N
         assert names() == {"fresh", "bumped"}
         clock.t += ttl
         step_until(cm, lambda: not names(), "all expired")
+
+
+def test_parse_time_reads_rfc3339_with_and_without_fractions_and_rejects_the_rest() -> None:
+    import calendar
+    import time as _time
+
+    from control.controllers.controller_utils import parse_time
+    base = calendar.timegm(_time.strptime("2026-11-27T08:00:01", "%Y-%m-%dT%H:%M:%S"))
+    assert parse_time("2026-11-27T08:00:01Z") == base
+    assert parse_time("2026-11-27T08:00:01.250000Z") == base + 0.25
+    assert parse_time("2026-11-27T08:00:01Z") == base        # again: from the memo, the same
+    for bad in ("", None, "yesterday", "2026-13-01T00:00:00Z", "2026-11-27 08:00:01Z"):
+        assert parse_time(bad) is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import calendar
 import json
 import time
+from functools import lru_cache
 from typing import Any, Iterator
 
 from emulator.api import errors
@@ -58,10 +59,20 @@ def compute_hash(template: dict | None, collision_count: int | None = None) -> s
 def parse_time(s: str | None) -> float | None:
     if not s:
         return None
+    base, _, frac = s.rstrip("Z").partition(".")
+    t = _whole_seconds(base)
+    if t is None:
+        return None
+    return t + (float("0." + frac) if frac.isdigit() else 0.0)
+
+
+@lru_cache(maxsize=4096)
+def _whole_seconds(base: str) -> int | None:
+    """``strptime`` is slow, and the timestamps a controller reads share their seconds
+    (every Event a second's pods produce): the event-ttl controller spent 15% of the
+    controller-manager here at 10,000 nodes."""
     try:
-        base, _, frac = s.rstrip("Z").partition(".")
-        t = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
-        return t + (float("0." + frac) if frac.isdigit() else 0.0)
+        return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
 
