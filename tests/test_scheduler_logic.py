@@ -395,6 +395,36 @@ def test_specialised_pod_filter_agrees_with_the_plugin_chain():
             assert check(ni) == run_filters(pi, ni)
 
 
+def test_derived_node_fields_follow_every_change_and_scores_match_their_definition():
+    """``NodeInfo.free`` / ``fit`` / ``plain`` after adds, removes and node updates, and
+    least_allocated against its definition on allocatable and the non-zero requests."""
+    from control.scheduler.scoring import MAX_NODE_SCORE, least_allocated
+    rng = random.Random(5)
+    nodes = [node(f"n{i}", cpu=rng.choice(["1", "2", "4"]), memory=rng.choice(["1Gi", "4Gi"]),
+                  pods=rng.choice([1, 3, 110])) for i in range(12)]
+    pods = [pod(f"q{i}", cpu=rng.choice([None, "300m", "1"]), memory=rng.choice([None, "256Mi", "2Gi"]),
+                node_name=f"n{i % 12}") for i in range(40)]
+    c = cache_of(*nodes, pods=pods)
+    for p in rng.sample(pods, 15):
+        c.remove_pod(p)
+    c.add_node(node("n0", cpu="8", memory="8Gi", pods=2, unschedulable=True))
+    c.add_node(node("n1", taints=[{"key": "a", "effect": "NoSchedule"}]))
+    for ni in c.node_infos():
+        a, r = ni.allocatable, ni.requested
+        assert ni.free == (a[0] - r[0], a[1] - r[1], a[2] - r[2], ni.allowed_pods - len(ni.pods))
+        assert ni.plain == (not ni.unschedulable and not ni.taints)
+    for p in (pod("x"), pod("y", cpu="500m", memory="1Gi"), pod("z", cpu="3", memory="3Gi")):
+        pi = pod_info(p)
+        want = []
+        for ni in c.node_infos():
+            (ac, am), nz = ni.allocatable[:2], ni.non_zero_requested
+            rc, rm = nz[0] + pi.non_zero[0], nz[1] + pi.non_zero[1]
+            sc = (ac - rc) * MAX_NODE_SCORE // ac if ac and rc <= ac else 0
+            sm = (am - rm) * MAX_NODE_SCORE // am if am and rm <= am else 0
+            want.append((sc + sm) // 2)
+        assert least_allocated(pi, c.node_infos()) == want
+
+
 def test_find_feasible_agrees_with_the_plugin_chain():
     """find_feasible's rotation over the sampled nodes gives run_filters' answers, extra filter included."""
     rng = random.Random(5)

@@ -79,6 +79,19 @@ class NodeInfo:
     non_zero_requested: Resources = (0, 0, 0)
     pods: dict[PodKey, tuple[Resources, Resources, str | None]] = field(default_factory=dict)
     owner_counts: dict[str, int] = field(default_factory=dict)
+    # Derived, kept by ``_derive`` at every change above, for the per-node loops of a cycle:
+    # ``plain``: schedulable and untainted; ``free``: allocatable minus requested (cpu,
+    # memory, ephemeral-storage) and the pod slots left; ``fit``: allocatable cpu and memory
+    # minus the non-zero requests, then allocatable cpu and memory (least_allocated's inputs).
+    plain: bool = True
+    free: tuple[int, int, int, int] = (0, 0, 0, 0)
+    fit: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def _derive(self) -> None:
+        a, r, n = self.allocatable, self.requested, self.non_zero_requested
+        self.plain = not self.unschedulable and not self.taints
+        self.free = (a[0] - r[0], a[1] - r[1], a[2] - r[2], self.allowed_pods - len(self.pods))
+        self.fit = (a[0] - n[0], a[1] - n[1], a[0], a[1])
 
     def set_node(self, node: dict) -> None:
         self.node = node
@@ -91,6 +104,7 @@ class NodeInfo:
         self.allowed_pods = _q(memory_bytes, alloc.get("pods"))
         self.taints = effective_taints(node)
         self.unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
+        self._derive()
 
     def fingerprint(self) -> tuple:
         """What filtering and scoring read from the Node; a change may make pods schedulable."""
@@ -103,6 +117,7 @@ class NodeInfo:
         r, n = self.requested, self.non_zero_requested
         self.requested = (r[0] + req[0], r[1] + req[1], r[2] + req[2])
         self.non_zero_requested = (n[0] + nz[0], n[1] + nz[1], n[2] + nz[2])
+        self._derive()
         if owner:
             self.owner_counts[owner] = self.owner_counts.get(owner, 0) + 1
 
@@ -111,6 +126,7 @@ class NodeInfo:
         r, n = self.requested, self.non_zero_requested
         self.requested = (r[0] - req[0], r[1] - req[1], r[2] - req[2])
         self.non_zero_requested = (n[0] - nz[0], n[1] - nz[1], n[2] - nz[2])
+        self._derive()
         if owner:
             left = self.owner_counts.get(owner, 0) - 1
             if left > 0:
@@ -164,6 +180,7 @@ class Cache:
         if ni.pods:
             ni.node = None   # keep counting its pods until they go, as kube-scheduler does
             ni.taints = []
+            ni._derive()
         else:
             for owner, n in ni.owner_counts.items():
                 self._zone_count(ni.zone, owner, -n)

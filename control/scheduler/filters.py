@@ -190,8 +190,15 @@ def pod_filter(pi: PodInfo) -> Callable[[NodeInfo], "Status | None"]:
     tolerates_unschedulable = tolerated(pi.tolerations, _UNSCHEDULABLE_TAINT)
     has_affinity = bool(pi.node_selector) or pi.required_terms is not None
     cpu, mem, eph = pi.requests
+    # A request of 0 fits even an overcommitted node: compare it as -inf.
+    low = -(1 << 62)
+    c_, m_, e_ = cpu or low, mem or low, eph or low
 
     def check(ni: NodeInfo) -> Status | None:
+        if ni.plain and not has_affinity:   # the common case, from the node's derived fields
+            f = ni.free
+            if f[3] > 0 and c_ <= f[0] and m_ <= f[1] and e_ <= f[2]:
+                return None
         if ni.unschedulable and not tolerates_unschedulable:
             return _NODE_UNSCHEDULABLE
         if ni.taints:

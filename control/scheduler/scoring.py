@@ -37,11 +37,9 @@ def least_allocated(pi: PodInfo, nodes: list[NodeInfo], w: ScoreWeights = ScoreW
     total = wc + wm
     out = []
     for ni in nodes:
-        nz = ni.non_zero_requested
-        ac, am = ni.allocatable[0], ni.allocatable[1]
-        rc, rm = nz[0] + pc, nz[1] + pm
-        sc = (ac - rc) * MAX_NODE_SCORE // ac if ac and rc <= ac else 0
-        sm = (am - rm) * MAX_NODE_SCORE // am if am and rm <= am else 0
+        fc, fm, ac, am = ni.fit   # allocatable minus the non-zero requests; allocatable
+        sc = (fc - pc) * MAX_NODE_SCORE // ac if ac and pc <= fc else 0
+        sm = (fm - pm) * MAX_NODE_SCORE // am if am and pm <= fm else 0
         out.append((sc * wc + sm * wm) // total)
     return out
 
