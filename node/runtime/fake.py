@@ -53,13 +53,13 @@ Persistence: with ``state_path`` (the kubelet passes
 runtime's journal (``emulator.runtime_state``: a record per sandbox or
 container that changed, compacted now and then) before the call returns, and
 the journal is replayed on construction, so a restarted kubelet process finds
-(and adopts) the containers it left running.
+(and adopts) the containers it left running. Monotonic times are stored as
+they are: CLOCK_MONOTONIC is shared by every process on the machine.
 
 ``generation`` counts the changes to sandboxes and containers (usage figures
 included: they change only with a container's state), so a caller deriving
 figures from them (the kubelet's usage summary) may skip the work while it
-is unchanged. Real runtimes have none: their usage changes by itself. Monotonic times are stored
-as they are: CLOCK_MONOTONIC is shared by every process on the machine.
+is unchanged. Real runtimes have none: their usage changes by itself.
 """
 from __future__ import annotations
 
@@ -71,9 +71,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from emulator import runtime_state
 from emulator.api.quantity import cpu_millis, memory_bytes
 from emulator.profiles import Profile
-from emulator import runtime_state
 from node.runtime.interface import (CREATED, EXITED, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
                                     LABEL_POD_NAMESPACE, LABEL_POD_UID, RUNNING,
                                     SANDBOX_NOTREADY, SANDBOX_READY, ContainerStatus, Mount,
