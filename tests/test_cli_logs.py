@@ -164,9 +164,12 @@ def test_follow_ends_on_sigint(env, apiserver_addr: str) -> None:
     api, lab, _kemu = env
     p = make_pod(api, "web", ["app"])
     (log_dir(lab, p, "app") / "0.log").write_text(cri((0, "stdout", "F", "hello")))
+    # SIGINT restored to its default in the child: a suite started as a background job
+    # (``make test &``) runs with SIGINT ignored, and the child would inherit that.
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "logs", "web", "-f", "--lab-dir", str(lab)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "KEMU_SERVER": apiserver_addr})
+                            env={**os.environ, "KEMU_SERVER": apiserver_addr},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "hello\n"

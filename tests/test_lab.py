@@ -60,8 +60,11 @@ def test_lab_up_status_kill_and_down(kemu_home: Path) -> None:
         lab.kill("node-2")
         lab.wait_for(lambda: condition(lab.client.get("Node", "node-2"), "Ready") == "Unknown", 10,
                      what="node-2 Ready=Unknown")
-        taints = lab.client.get("Node", "node-2")["spec"].get("taints") or []
-        assert any(t["key"] == "node.kubernetes.io/unreachable" for t in taints)
+        # The controller writes the Unknown conditions, then the taint: two writes, as
+        # Kubernetes' node lifecycle controller makes them.
+        lab.wait_for(lambda: any(t["key"] == "node.kubernetes.io/unreachable"
+                                 for t in lab.client.get("Node", "node-2")["spec"].get("taints") or []),
+                     10, what="node-2 unreachable taint")
         # nodes were forked only once the control plane said it had started
         recs = [json.loads(line) for name in ("supervisor", "controller-manager", "scheduler")
                 for line in lab.layout.log_for(name).read_text().splitlines()]
