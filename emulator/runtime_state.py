@@ -22,7 +22,8 @@ Two formats share the path ``<root>/var/lib/kemu/runtime.json``:
 ``read_state(path)`` returns either format as a document ``{"sandboxes":
 [...], "containers": [...]}`` (plus ``runtime`` when the file names it), in
 the order each object was first written; it raises ``OSError`` when the file
-cannot be read and ``ValueError`` when it is neither format. A journal's torn
+cannot be read and ``ValueError`` (naming the line, for a journal) when it is
+neither format. A journal's torn
 last line (a process killed mid-write) ends the replay: what came before it
 stands. ``kemu crictl``, chaos and the runtimes themselves read through it.
 """
@@ -37,27 +38,29 @@ COMPACT_FACTOR = 4
 COMPACT_SLACK = 256
 
 
-def _replay(lines: list[str]) -> dict[str, Any]:
-    head = json.loads(lines[0])
-    if not isinstance(head, dict) or head.get("version") != JOURNAL_VERSION:
-        raise ValueError("not a runtime state journal")
+def _replay(head: dict, lines: list[str]) -> dict[str, Any]:
+    """``lines`` are the records after the header ``head``."""
     sandboxes: dict[str, dict] = {}
     containers: dict[str, dict] = {}
-    for line in lines[1:]:
+    for n, line in enumerate(lines, 2):
         try:
             rec = json.loads(line)
         except ValueError:
             break   # a torn tail: the writer died mid-line
         if not isinstance(rec, dict):
-            raise ValueError("a journal record is not a JSON object")
-        if "sandbox" in rec:
-            sandboxes[rec["sandbox"]["id"]] = rec["sandbox"]
-        elif "container" in rec:
-            containers[rec["container"]["status"]["id"]] = rec["container"]
-        elif "remove_sandbox" in rec:
-            sandboxes.pop(rec["remove_sandbox"], None)
-        elif "remove_container" in rec:
-            containers.pop(rec["remove_container"], None)
+            raise ValueError(f"journal line {n} is not a JSON object")
+        try:
+            if "sandbox" in rec:
+                sandboxes[rec["sandbox"]["id"]] = rec["sandbox"]
+            elif "container" in rec:
+                containers[rec["container"]["status"]["id"]] = rec["container"]
+            elif "remove_sandbox" in rec:
+                sandboxes.pop(rec["remove_sandbox"], None)
+            elif "remove_container" in rec:
+                containers.pop(rec["remove_container"], None)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"journal line {n} is not a sandbox, container or removal record "
+                             f"({type(e).__name__}: {e})") from None
     out: dict[str, Any] = {"version": JOURNAL_VERSION, "sandboxes": list(sandboxes.values()),
                            "containers": list(containers.values())}
     if "runtime" in head:
@@ -76,7 +79,7 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
     except ValueError:
         head = None
     if nl and isinstance(head, dict) and head.get("version") == JOURNAL_VERSION:
-        return _replay(text.splitlines())
+        return _replay(head, text.splitlines()[1:])
     doc = json.loads(text)   # the whole-document format
     if not isinstance(doc, dict):
         raise ValueError("the state file is not a JSON object")

@@ -49,3 +49,11 @@ def test_unknown_node_and_missing_state(tmp_path: Path) -> None:
     assert rc == 1 and 'node "node-9" not found' in err
     rc, _, err = call(tmp_path, "node-2", "ps")
     assert rc == 1 and "has no runtime state yet" in err and "runtime.json" in err
+
+
+def test_a_malformed_journal_is_an_error_that_names_its_line(tmp_path: Path) -> None:
+    state = tmp_path / "nodes" / "node-1" / "var" / "lib" / "kemu"
+    state.mkdir(parents=True)
+    (state / "runtime.json").write_text('{"version": 2, "runtime": "fake"}\n{"sandbox": {"name": "x"}}\n')
+    rc, out, err = call(tmp_path, "node-1", "ps")
+    assert rc == 1 and out == "" and "has no runtime state yet" in err and "journal line 2" in err

@@ -124,7 +124,9 @@ def test_the_whole_document_format_still_reads(tmp_path: Path):
     assert read_state(path) == doc
 
 
-@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"version": 2}\n[1]\n'])
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"version": 2}\n[1]\n',
+                                  '{"version": 2}\n{"sandbox": {"name": "no-id"}}\n',
+                                  '{"version": 2}\n{"container": 5}\n'])
 def test_a_file_in_neither_format_is_a_value_error_and_the_runtime_starts_empty(tmp_path: Path, text: str):
     path = tmp_path / "runtime.json"
     path.write_text(text)
@@ -134,3 +136,10 @@ def test_a_file_in_neither_format_is_a_value_error_and_the_runtime_starts_empty(
     assert not rt.list_pod_sandboxes() and not rt.list_containers()
     start_pod(rt, 0)                       # and its first change replaces the file with a journal
     assert on_disk(path) == live(rt)
+
+
+def test_a_malformed_journal_record_is_named_by_its_line(tmp_path: Path):
+    path = tmp_path / "runtime.json"
+    path.write_text('{"version": 2}\n{"sandbox": {"id": "a"}}\n{"container": {"status": {}}}\n')
+    with pytest.raises(ValueError, match="journal line 3 is not a sandbox, container or removal record"):
+        read_state(path)

@@ -22,8 +22,8 @@ Contract:
 from __future__ import annotations
 
 import random
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable, Iterable
 
 from control.scheduler.cache import Cache, NodeInfo

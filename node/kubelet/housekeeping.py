@@ -88,7 +88,7 @@ class PodVolumesAndEviction:
         return out
 
     def _housekeeping(self: Kubelet, now: float) -> None:
-        generation = getattr(self.runtime, "generation", None)
+        generation = self.runtime.generation
         if generation is None or generation != getattr(self, "_summary_generation", None):
             figures = stats.summary(self.node_name, self.runtime.list_containers())
             if figures != getattr(self, "_last_summary", None):   # the Summary API's figures, for kemu top

@@ -66,6 +66,7 @@ USAGE_INTERVAL = 2.0      # seconds between cgroup usage samples (kemu top)
 
 class DockerRuntime:
     name = "docker"
+    generation = None   # usage is measured: it changes by itself
 
     def __init__(self, profile: Any = None, *, root_dir: str, node_name: str, lab: str | None = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,

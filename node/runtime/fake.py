@@ -56,10 +56,8 @@ the journal is replayed on construction, so a restarted kubelet process finds
 (and adopts) the containers it left running. Monotonic times are stored as
 they are: CLOCK_MONOTONIC is shared by every process on the machine.
 
-``generation`` counts the changes to sandboxes and containers (usage figures
-included: they change only with a container's state), so a caller deriving
-figures from them (the kubelet's usage summary) may skip the work while it
-is unchanged. Real runtimes have none: their usage changes by itself.
+``generation`` (the interface's) counts every change: usage figures here
+change only with a container's state, so it covers them.
 """
 from __future__ import annotations
 

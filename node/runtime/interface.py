@@ -34,6 +34,11 @@ Contract (after the CRI's RuntimeService)
   no-op for real ones) and returns the pods whose containers changed;
   ``next_event(now)`` is the monotonic time of its next scheduled change, or
   None, so the kubelet can sleep exactly until then.
+* ``generation`` counts the changes to sandboxes and containers (usage
+  figures included), or is None when the runtime cannot say: a caller that
+  derives figures from ``list_containers()`` (the kubelet's usage summary)
+  may skip the work while it is unchanged. Only the fake runtime counts; a
+  real runtime's usage changes by itself.
 * ``exec_sync(id, cmd, timeout) -> (exit code, output)`` runs ``cmd`` "in"
   a running container (its env, working dir and mounts) and returns its exit
   code and its stdout+stderr; on timeout the command is killed and
@@ -122,6 +127,7 @@ class StartContainerError(RuntimeError):
 class Runtime(Protocol):
     name: str       # "fake", "process", "docker"
     version: str    # containerRuntimeVersion, e.g. "fake://0.1"
+    generation: int | None   # see the contract
 
     def run_pod_sandbox(self, pod: dict, ip: str = "") -> str: ...
     def stop_pod_sandbox(self, sandbox_id: str) -> None: ...

@@ -83,6 +83,7 @@ def containers_dir(root_dir: str) -> str:
 
 class ProcessRuntime:
     name = "process"
+    generation = None   # usage is measured: it changes by itself
     version = f"process://{platform.python_version()}"
 
     def __init__(self, profile: Profile | None = None, *, root_dir: str, node_name: str = "",

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emulator.cli.commands._node_files import node_root
-from emulator.runtime_state import read_state
 from emulator.cli.printers import human_duration
 from emulator.cli.tabwriter import align
+from emulator.runtime_state import read_state
 
 # The fake runtime's file under a node's root (node/kubelet passes it; emulator/ cannot import node/).
 STATE_FILE = Path("var") / "lib" / "kemu" / "runtime.json"
@@ -61,8 +61,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     path = root / STATE_FILE
     try:
         state = read_state(path)
-    except (OSError, ValueError):
-        print(f'error: node "{args.node}" has no runtime state yet ({path} is missing or unreadable)', file=err)
+    except (OSError, ValueError) as e:
+        print(f'error: node "{args.node}" has no runtime state yet ({path} is missing or unreadable: {e})',
+              file=err)
         return 1
     containers = [c["status"] for c in state.get("containers") or []]
     if args.what == "inspect":
