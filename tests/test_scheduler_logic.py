@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from control.scheduler.cache import Cache
+from control.scheduler.cache import Cache, NodeInfo
 from control.scheduler.filters import (match_expression, match_node_selector_terms, run_filters,
                                        tolerates, untolerated_taint)
 from control.scheduler.framework import Framework, fit_error_message, num_feasible_nodes_to_find, schedule_one
@@ -426,7 +426,9 @@ def test_derived_node_fields_follow_every_change_and_scores_match_their_definiti
 
 
 def test_find_feasible_agrees_with_the_plugin_chain():
-    """find_feasible's rotation over the sampled nodes gives run_filters' answers, extra filter included."""
+    """find_feasible's rotation over the sampled nodes gives run_filters' answers, extra filter
+    included, and least_allocated's scores (pods of a shape repeat: the fits memo is used)."""
+    from control.scheduler.scoring import least_allocated
     rng = random.Random(5)
     taint_pool = [{"key": "a", "effect": "NoSchedule"}, {"key": "c", "effect": "PreferNoSchedule"}]
     nodes = [node(f"n{i}", cpu=rng.choice(["1", "2", "4"]), memory=rng.choice(["1Gi", "4Gi"]),
@@ -446,7 +448,9 @@ def test_find_feasible_agrees_with_the_plugin_chain():
         extra = odd if j % 4 == 0 else None
         all_nodes = c.node_infos()
         start = fw.next_start_node_index
-        feasible, statuses, processed = fw.find_feasible(pi, all_nodes, extra)
+        fit: list[int] = []
+        feasible, statuses, processed = fw.find_feasible(pi, all_nodes, extra, fit)
+        assert fit == least_allocated(pi, feasible)   # remembered scores are never stale
         want_feasible, want_statuses = [], {}
         for k in range(processed):
             ni = all_nodes[(start + k) % len(all_nodes)]
@@ -460,3 +464,39 @@ def test_find_feasible_agrees_with_the_plugin_chain():
         assert processed == len(all_nodes) or len(feasible) == num_feasible_nodes_to_find(len(all_nodes))
         if feasible and j % 3 == 0:
             c.assume_pod(pi.pod, feasible[0].name, pi)
+
+
+def test_fits_memo_is_dropped_at_every_node_change():
+    """A node a pod shape fitted is offered again only while nothing changed: a taint, a
+    full node or a node update each drop what was remembered."""
+    from control.scheduler.framework import shape_key
+    from control.scheduler.scoring import ScoreWeights
+    c = cache_of(node("n1", cpu="1", memory="1Gi", pods=2))
+    fw = Framework(random.Random(1))
+    p1 = pod("p1", cpu="400m", memory="100Mi")
+    assert fw.schedule_one(p1, c).node == "n1"
+    key = shape_key(pod_info(p1), ScoreWeights())
+    assert key in c.nodes["n1"].fits
+    c.assume_pod(p1, "n1")
+    assert c.nodes["n1"].fits == {}
+    assert fw.schedule_one(pod("p2", cpu="400m", memory="100Mi"), c).node == "n1"
+    c.add_node(node("n1", cpu="1", memory="1Gi", pods=2, taints=[{"key": "a", "effect": "NoSchedule"}]))
+    res = fw.schedule_one(pod("p3", cpu="400m", memory="100Mi"), c)
+    assert res.node is None and "untolerated taint {a: }" in res.message
+    c.add_node(node("n1", cpu="1", memory="1Gi", pods=2))
+    c.assume_pod(pod("p4", cpu="400m", memory="100Mi"), "n1")   # two pods: no slot left
+    assert fw.schedule_one(pod("p5", cpu="400m", memory="100Mi"), c).node is None
+    assert shape_key(pod_info(pod("s", nodeSelector={"disk": "ssd"})), ScoreWeights()) is None
+
+
+def test_select_host_breaks_ties_uniformly_with_the_same_draws_as_choice():
+    fw, ref = Framework(random.Random(7)), random.Random(7)
+    nodes = [NodeInfo(f"n{i}") for i in range(5)]
+    scores = [5, 7, 7, 3, 7]
+    seen = {}
+    for _ in range(3000):
+        got = fw.select_host(nodes, scores)
+        assert got == nodes[ref.choice([1, 2, 4])].name
+        seen[got] = seen.get(got, 0) + 1
+    assert set(seen) == {"n1", "n2", "n4"} and min(seen.values()) > 800
+    assert fw.select_host(nodes, [1, 9, 2, 3, 4]) == "n1"

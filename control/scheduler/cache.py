@@ -83,15 +83,19 @@ class NodeInfo:
     # ``plain``: schedulable and untainted; ``free``: allocatable minus requested (cpu,
     # memory, ephemeral-storage) and the pod slots left; ``fit``: allocatable cpu and memory
     # minus the non-zero requests, then allocatable cpu and memory (least_allocated's inputs).
+    # ``fits``: for a plain node, the pod shapes (``framework.shape_key``) known to fit it,
+    # with their least_allocated score; emptied at every change, so it is never stale.
     plain: bool = True
     free: tuple[int, int, int, int] = (0, 0, 0, 0)
     fit: tuple[int, int, int, int] = (0, 0, 0, 0)
+    fits: dict[str, int] = field(default_factory=dict)
 
     def _derive(self) -> None:
         a, r, n = self.allocatable, self.requested, self.non_zero_requested
         self.plain = not self.unschedulable and not self.taints
         self.free = (a[0] - r[0], a[1] - r[1], a[2] - r[2], self.allowed_pods - len(self.pods))
         self.fit = (a[0] - n[0], a[1] - n[1], a[0], a[1])
+        self.fits = {}
 
     def set_node(self, node: dict) -> None:
         self.node = node

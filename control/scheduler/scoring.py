@@ -15,6 +15,7 @@ in 0..100 (``MAX_NODE_SCORE``); ``score_nodes`` sums them with plugin weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from control.scheduler.cache import Cache, NodeInfo
 from control.scheduler.podinfo import PodInfo
@@ -31,17 +32,22 @@ class ScoreWeights:
     memory: int = 1
 
 
-def least_allocated(pi: PodInfo, nodes: list[NodeInfo], w: ScoreWeights = ScoreWeights()) -> list[int]:
+def least_allocated_scorer(pi: PodInfo, w: ScoreWeights = ScoreWeights()) -> Callable[[NodeInfo], int]:
+    """``least_allocated`` of this pod on one node."""
     pc, pm = pi.non_zero[0], pi.non_zero[1]
     wc, wm = w.cpu, w.memory
     total = wc + wm
-    out = []
-    for ni in nodes:
+
+    def score(ni: NodeInfo) -> int:
         fc, fm, ac, am = ni.fit   # allocatable minus the non-zero requests; allocatable
         sc = (fc - pc) * MAX_NODE_SCORE // ac if ac and pc <= fc else 0
         sm = (fm - pm) * MAX_NODE_SCORE // am if am and pm <= fm else 0
-        out.append((sc * wc + sm * wm) // total)
-    return out
+        return (sc * wc + sm * wm) // total
+    return score
+
+
+def least_allocated(pi: PodInfo, nodes: list[NodeInfo], w: ScoreWeights = ScoreWeights()) -> list[int]:
+    return list(map(least_allocated_scorer(pi, w), nodes))
 
 
 def selector_spread(pi: PodInfo, nodes: list[NodeInfo], cache: Cache) -> list[int]:
@@ -68,8 +74,10 @@ def selector_spread(pi: PodInfo, nodes: list[NodeInfo], cache: Cache) -> list[in
 
 
 def score_nodes(pi: PodInfo, nodes: list[NodeInfo], cache: Cache,
-                w: ScoreWeights = ScoreWeights()) -> list[int]:
-    fit = least_allocated(pi, nodes, w)
+                w: ScoreWeights = ScoreWeights(), fit: list[int] | None = None) -> list[int]:
+    """The weighted sum of the plugins' scores; ``fit``: least_allocated's, if known already."""
+    if fit is None:
+        fit = least_allocated(pi, nodes, w)
     if pi.owner is None:
         return [s * w.node_resources_fit for s in fit]
     spread = selector_spread(pi, nodes, cache)
