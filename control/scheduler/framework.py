@@ -169,6 +169,8 @@ class Framework:
         ties = scores.count(best)
         if ties == 1:
             return nodes[scores.index(best)].name
+        if ties == len(scores):
+            return nodes[self.rng.randrange(ties)].name
         i = -1
         for _ in range(self.rng.randrange(ties) + 1):   # the k-th of the ties, k uniform
             i = scores.index(best, i + 1)
