@@ -173,20 +173,41 @@ def test_step_survives_a_lost_apiserver(threaded_server):
         for _ in range(3):
             sched.step(0.01)      # must not raise, and must not wait a timeout per pod
         assert time.monotonic() - t0 < 5
-        assert sched.scheduled == 0 and len(sched.cache.assumed) == 0
+        assert sched.scheduled == 0 and len(sched.cache.assumed) == 0 and sched.binds_in_flight() == 0
     finally:
         sched.stop()
         user.close()
         sc.close()
 
 
-def test_one_step_binds_a_whole_batch(env):
+def test_unanswered_bindings_fail_after_the_client_timeout_without_blocking(env, monkeypatch):
+    env.node("node-1", cpu="64", memory="256Gi")
+    for i in range(5):
+        env.user.create(pod(f"u-{i}"))
+    env.sched.start()
+    monkeypatch.setattr(env.sched.client, "timeout", 0.3)
+    monkeypatch.setattr(env.sched.client, "take_reply", lambda rid: (False, None))   # replies lost
+    t0 = time.monotonic()
+    env.sched.step(0)          # sends the five bindings, waits for none of them
+    assert time.monotonic() - t0 < 0.3
+    assert env.sched.binds_in_flight() == 5 and len(env.sched.cache.assumed) == 5
+    env.until(lambda: not env.sched.binds_in_flight(), what="the unanswered bindings to fail")
+    assert time.monotonic() - t0 < 3   # one timeout for all of them, not one per pod
+    assert env.sched.scheduled == 0 and len(env.sched.cache.assumed) == 0
+    # The apiserver did bind them (only the replies were lost): the informer takes them off the queue.
+    env.until(lambda: len(env.sched.queue) == 0, what="the bound pods to leave the queue")
+    assert all(env.node_of(f"u-{i}") == "node-1" for i in range(5))
+
+
+def test_one_step_sends_a_whole_batch_and_later_steps_take_the_replies(env):
     env.node("node-1", cpu="64", memory="256Gi")
     for i in range(50):
         env.user.create(pod(f"b-{i}"))
     env.sched.start()
     assert len(env.sched.queue) == 50
     env.sched.step(0)
-    assert env.sched.scheduled == 50 and len(env.sched.queue) == 0
+    assert env.sched.binds_in_flight() + env.sched.scheduled == 50 and not env.sched.queue.has_active()
+    env.until(lambda: env.sched.scheduled == 50, what="50 bindings answered")
+    assert env.sched.binds_in_flight() == 0
     env.until(lambda: sum(1 for p in env.user.list("Pod", "default")["items"]
                           if p["spec"].get("nodeName")) == 50, what="50 bound")

@@ -8,10 +8,14 @@ Contract:
 * ``step(timeout)`` polls the client (never longer than the next queue
   timer), applies informer events, flushes the queue, then schedules up to
   ``batch`` pods: each chosen pod is assumed in the cache and its Binding is
-  pipelined (``client.send``); every reply is collected in the same step.
-  A bound pod gets a Normal ``Scheduled`` Event; a failed binding forgets the
-  assumed pod and backs it off (a Conflict because it is already bound is
-  left to the informer).
+  sent (``client.send``) without waiting, as kube-scheduler's binding cycle
+  runs beside the next scheduling cycles. At most ``max_binds_in_flight``
+  Bindings are unanswered; replies are taken as they come, at every step
+  (``binds_in_flight()``). Waiting for each batch's replies had tied the
+  scheduler's rate to the apiserver's reply time under load. A bound pod
+  gets a Normal ``Scheduled`` Event; a failed or unanswered binding (no reply
+  within the client's timeout) forgets the assumed pod and backs it off (a
+  Conflict because it is already bound is left to the informer).
 * A pod that fits nowhere gets ``PodScheduled=False``, reason
   ``Unschedulable`` and the FitError message on its status (patched only when
   they change), a Warning ``FailedScheduling`` Event with the same message,
@@ -90,13 +94,15 @@ class Scheduler:
     def __init__(self, client: Client, profile: Profile, clock: Callable[[], float] = time.monotonic,
                  scheduler_name: str = DEFAULT_SCHEDULER_NAME, rng: random.Random | None = None,
                  percentage_of_nodes_to_score: int | None = None, batch: int = 256,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, max_binds_in_flight: int = 1024) -> None:
         self.client = client
         self.profile = profile
         self.clock = clock
         self.wall_clock = wall_clock
         self.scheduler_name = scheduler_name
         self.batch = batch
+        self.max_binds_in_flight = max(batch, max_binds_in_flight)
+        self.binding: dict[int, tuple[QueuedPod, str, float]] = {}   # rid -> (pod, node, sent at)
         self.cache = Cache()
         self.queue = SchedulingQueue(profile.pod_initial_backoff, profile.pod_max_backoff,
                                      profile.unschedulable_flush_interval, clock)
@@ -178,12 +184,17 @@ class Scheduler:
         start_informers(self.informers)
         self.log.info("scheduler_started", nodes=len(self.cache.node_order), queued=len(self.queue))
 
+    def binds_in_flight(self) -> int:
+        return len(self.binding)
+
     def step(self, timeout: float) -> None:
         wait = timeout
-        if self.queue.has_active():
+        if self.queue.has_active() and len(self.binding) < self.max_binds_in_flight:
             wait = 0.0
         else:
-            for due in (self.queue.next_due(), self.volumes.next_deadline()):
+            oldest = min((sent for _qp, _node, sent in self.binding.values()), default=None)
+            bind_due = None if oldest is None else oldest + self.client.timeout
+            for due in (self.queue.next_due(), self.volumes.next_deadline(), bind_due):
                 if due is not None:
                     wait = max(0.0, min(wait, due - self.clock()))
         try:
@@ -204,16 +215,16 @@ class Scheduler:
         """Schedule up to ``batch`` pods from activeQ, and bind waiting pods whose volumes are bound.
 
         Returns how many pods were bound."""
-        binds: list[tuple[int, QueuedPod, str]] = []
         failures: list[tuple[QueuedPod, str, str]] = []
         patches: list[tuple[int, QueuedPod, str]] = []
+        bound = self._collect_bindings()
         ready, failed = self.volumes.check_waiting(self.clock(), self.cache)
         for wp in ready:
-            self._send_binding(wp.qp, wp.node, binds)
+            self._send_binding(wp.qp, wp.node)
         for wp, message in failed:
             self._unreserve(wp.qp)
             failures.append((wp.qp, message, "SchedulerError"))
-        for _ in range(self.batch):
+        for _ in range(min(self.batch, self.max_binds_in_flight - len(self.binding))):
             qp = self.queue.pop()
             if qp is None:
                 break
@@ -235,9 +246,9 @@ class Scheduler:
                 if volumes.needs_binding:
                     self._reserve_volumes(qp, volumes, res.node, patches)
                     continue
-            self._send_binding(qp, res.node, binds)
+            self._send_binding(qp, res.node)
         self._collect_patches(patches)
-        bound = self._collect_bindings(binds)
+        bound += self._collect_bindings()
         for qp, message, reason in failures:
             self._record_failure(qp, message, reason)
         return bound
@@ -286,7 +297,7 @@ class Scheduler:
         self.cache.forget_pod(qp.key)
 
     # -- binding ----------------------------------------------------------------
-    def _send_binding(self, qp: QueuedPod, node: str, binds: list[tuple[int, QueuedPod, str]]) -> None:
+    def _send_binding(self, qp: QueuedPod, node: str) -> None:
         md = qp.pod["metadata"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md.get("uid")},
@@ -301,20 +312,26 @@ class Scheduler:
                              name=md["name"], node=node, error=e.message)
             self.metrics.done(qp.key, "error")
             return
-        binds.append((rid, qp, node))
+        self.binding[rid] = (qp, node, self.clock())
 
-    def _collect_bindings(self, binds: list[tuple[int, QueuedPod, str]]) -> int:
+    def _collect_bindings(self) -> int:
+        """Take the Bindings answered so far (and fail those unanswered for the client's timeout)."""
         bound = 0
-        lost = False
-        for rid, qp, node in binds:
+        now = self.clock()
+        for rid, (qp, node, sent) in list(self.binding.items()):
+            done, result = self.client.take_reply(rid)
+            if not done:
+                if now - sent <= self.client.timeout:
+                    continue
+                self.client.forget(rid)
+                result = APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.client.server} "
+                                                      f"within {self.client.timeout:g}s")
+            del self.binding[rid]
             pod = qp.pod
             md = pod["metadata"]
             self.volumes.done(qp.key)
-            try:
-                # Once one reply is lost, collect whatever already came without waiting again.
-                self.client.wait(rid, 0.0 if lost else None)
-            except APIError as e:
-                lost = lost or e.code == errors.UNAVAILABLE
+            if isinstance(result, APIError):
+                e = result
                 self._unreserve(qp)
                 if e.code == errors.CONFLICT and "already assigned" in e.message:
                     self.queue.done(qp.key)    # someone else bound it; the informer will tell
