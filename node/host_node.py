@@ -22,7 +22,8 @@ Contract
   buffered, an informer's relist back-off. ``socket()``: the zmq socket to poll (it
   changes when the client reconnects), or None.
 * ``NodeRun.close()``: as if the node's process died: the client's socket is closed,
-  no goodbye is sent (its Lease stops being renewed), the probe pool is dropped.
+  no goodbye is sent (its Lease stops being renewed), the probe pool is dropped,
+  the runtime's journal is closed.
   Only the thread that steps a run closes it.
 """
 from __future__ import annotations
@@ -106,6 +107,7 @@ class NodeRun:
         if not self.closed:
             self.closed = True
             self.kubelet.prober.close()
+            self.kubelet.runtime.close()
             self.client.close()
 
     def socket(self) -> Any:

@@ -143,3 +143,22 @@ def test_a_malformed_journal_record_is_named_by_its_line(tmp_path: Path):
     path.write_text('{"version": 2}\n{"sandbox": {"id": "a"}}\n{"container": {"status": {}}}\n')
     with pytest.raises(ValueError, match="journal line 3 is not a sandbox, container or removal record"):
         read_state(path)
+
+
+def test_appends_follow_each_rewrite_and_survive_a_close(tmp_path: Path):
+    """The journal stays open between rewrites: appends after a compaction land in the new
+    file, not the replaced one; after ``close`` (a stopped node) an append opens it again."""
+    path = tmp_path / "runtime.json"
+    rt = runtime(path)
+    for i in range(200):   # enough churn for several compactions
+        sid, cid = start_pod(rt, i)
+        rt.stop_container(cid, 0)
+        rt.remove_container(cid)
+        rt.remove_pod_sandbox(sid)
+    start_pod(rt, 500)
+    rt.close()
+    start_pod(rt, 501)
+    doc = read_state(path)
+    assert sorted(s["name"] for s in doc["sandboxes"]) == ["p500", "p501"]
+    assert len(doc["containers"]) == 2
+    assert len(path.read_text().splitlines()) < 1 + runtime_state.COMPACT_SLACK + 4 * 4 + 6

@@ -400,6 +400,11 @@ class FakeRuntime:
                 "behaviour": vars(c.behaviour), "start_due": c.start_due, "started": c.started,
                 "exit_due": c.exit_due, "exit_code_due": c.exit_code_due, "ready_due": c.ready_due}
 
+    def close(self) -> None:
+        """Close the state journal (a node host's stopped node); state is kept on disk."""
+        if self.journal is not None:
+            self.journal.close()
+
     def _snapshot(self) -> list[dict]:
         return ([{"sandbox": vars(s)} for s in self.state.sandboxes.values()]
                 + [{"container": self._container_record(c)} for c in self.state.containers.values()])
