@@ -9,10 +9,19 @@ Contract:
 * ``die_with_parent()`` asks Linux to SIGKILL this process when its parent
   dies (``prctl(PR_SET_PDEATHSIG)``), so a lab never leaves orphans. It is a
   no-op where prctl is missing.
+* ``settle_heap()``, for a long-lived component whose caches grow with the
+  cluster (the apiserver's store, the scheduler's and the controllers'
+  informers, a node host's nodes): what exists now leaves the collector's
+  scans (``gc.freeze``), young objects are collected every 50,000
+  allocations instead of 700, and a full collection is considered every 100
+  younger ones (CPython still requires 25% growth). Cached API objects hold
+  no reference cycles; a cache that grows by a pod's three versions made the
+  collector 26% of the scheduler's samples at 10,000 nodes (py-spy --native).
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 from typing import Any
@@ -42,6 +51,11 @@ class StopFlag:
 
     def __bool__(self) -> bool:
         return self.stopping
+
+
+def settle_heap() -> None:
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _load_libc() -> Any:

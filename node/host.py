@@ -60,7 +60,7 @@ import zmq
 
 from emulator import logging as klog
 from emulator import netem
-from emulator.process import StopFlag, die_with_parent
+from emulator.process import StopFlag, die_with_parent, settle_heap
 from emulator.profiles import Profile, get_profile
 from node.host_node import HostedNode, NodeRun, NodeSpec
 
@@ -355,6 +355,7 @@ def run(server: str, specs: list[NodeSpec], profile_name: str, *, run_dir: str |
         start: list[str] | None = None, stop: Any = None) -> int:
     """A node host process's entry: the nodes in ``start`` (default all) run at once."""
     die_with_parent()
+    settle_heap()
     klog.configure("kubelet", lab=lab, path=log_path)
     stop = stop if stop is not None else StopFlag()
     host = NodeHost(server, specs, get_profile(profile_name), lab=lab, run_dir=run_dir,

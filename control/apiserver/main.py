@@ -10,12 +10,12 @@ cannot start (the message names the flag to fix).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 
 from emulator import protocol, transport
 from emulator.logging import configure, get_logger
+from emulator.process import settle_heap
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
               f"{args.data_dir}: {e}", file=sys.stderr)
         get_logger().error("apiserver failed to start", error=str(e))
         return 1
-    # The store is long-lived: keep the recovered objects out of the collector's
-    # scans, and collect young objects less often (they are mostly frames).
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    settle_heap()   # the store is long-lived: the recovered objects leave the collector's scans
     if args.endpoint_file:
         tmp = args.endpoint_file + ".tmp"
         with open(tmp, "w") as f:

@@ -32,7 +32,7 @@ from emulator.component import start_with_backoff
 from emulator.client import Client
 from emulator.informer import Informer
 from emulator.logging import configure, get_logger
-from emulator.process import StopFlag
+from emulator.process import StopFlag, settle_heap
 from emulator.profiles import Profile, get_profile
 
 Clock = Callable[[], float]
@@ -172,6 +172,7 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
         nodes_root: str | None = None, shared_root: str | None = None) -> int:
     """The controller-manager process: configure logging, connect, loop until ``stop``."""
     configure("controller-manager", lab=lab, path=log_path)
+    settle_heap()
     log = get_logger()
     stop = stop if stop is not None else StopFlag()
     profile = get_profile(profile_name)

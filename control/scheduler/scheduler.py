@@ -383,9 +383,10 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
         lab: str | None = None, stop: Any = None, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
         percentage_of_nodes_to_score: int | None = None) -> int:
     """The scheduler process: configure logging, connect, loop until ``stop`` (SIGTERM/SIGINT)."""
-    from emulator.process import StopFlag
+    from emulator.process import StopFlag, settle_heap
     from emulator.profiles import get_profile
     configure("scheduler", lab=lab, path=log_path)
+    settle_heap()
     log = get_logger()
     profile = get_profile(profile_name)
     stop = stop if stop is not None else StopFlag()
