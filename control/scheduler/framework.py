@@ -13,7 +13,9 @@ Contract:
   (``shape_key``: requests, non-zero requests, weights) that fit it and their
   least_allocated score. A pod of a known shape then costs a dict lookup per
   node instead of the filter and the score: the same answers, since on a
-  plain node nothing else decides them. At 10,000 nodes, 332 -> 122 us per pod.
+  plain node nothing else decides them. When the next ``want`` nodes all fit
+  (``_window``), they are taken in one slice, with no per-node loop in Python.
+  At 10,000 nodes, 332 -> about 110 us per pod.
 * ``fit_error_message`` is ``FitError.Error()`` of v1.32 followed by the
   DefaultPreemption PostFilter message: ``0/3 nodes are available: 1
   node(s) had untolerated taint {k: v}, 2 Insufficient memory. preemption:
@@ -139,6 +141,13 @@ class Framework:
         check = pod_filter(pi)
         score = least_allocated_scorer(pi, self.weights)
         key = shape_key(pi, self.weights) if extra is None else None
+        if key is not None and n:
+            window = self._window(nodes, start, want, key, check, score)
+            if window is not None:   # the next ``want`` nodes all fit
+                feasible, fit = window
+                scores.extend(fit)
+                self.next_start_node_index = (start + want) % n
+                return feasible, statuses, want
         # Indices, not ``nodes[start:] + nodes[:start]``: that copy touched every NodeInfo (a
         # reference count each) for the ~500 this loop reads; at 10,000 nodes, half its time.
         for i in chain(range(start, n), range(start)):
@@ -162,6 +171,25 @@ class Framework:
         if n:
             self.next_start_node_index = (start + processed) % n
         return feasible, statuses, processed
+
+    @staticmethod
+    def _window(nodes: list[NodeInfo], start: int, want: int, key: str, check: Callable,
+                score: Callable) -> tuple[list[NodeInfo], list[int]] | None:
+        """The common case in one pass: the ``want`` nodes from ``start`` all fit, and
+        most are known to (``fits``). Their scores, or None as soon as one does not fit."""
+        end = start + want
+        window = nodes[start:end] if end <= len(nodes) else nodes[start:] + nodes[:end - len(nodes)]
+        fit = [ni.fits.get(key) for ni in window]
+        j = -1
+        while None in fit:   # filter and score the nodes that changed since a pod of this shape
+            j = fit.index(None, j + 1)
+            ni = window[j]
+            if check(ni) is not None:
+                return None
+            fit[j] = s = score(ni)
+            if ni.plain:
+                ni.fits[key] = s
+        return window, fit
 
     def select_host(self, nodes: list[NodeInfo], scores: list[int]) -> str:
         """The best-scoring node; a uniformly random one among equal bests."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from typing import Any, Callable
 
 from emulator.api import errors
@@ -102,7 +103,7 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self.batch = batch
         self.max_binds_in_flight = max(batch, max_binds_in_flight)
-        self.binding: dict[int, tuple[QueuedPod, str, float]] = {}   # rid -> (pod, node, sent at)
+        self.binding: deque[tuple[int, QueuedPod, str, float]] = deque()   # (rid, pod, node, sent at), in order
         self.cache = Cache()
         self.queue = SchedulingQueue(profile.pod_initial_backoff, profile.pod_max_backoff,
                                      profile.unschedulable_flush_interval, clock)
@@ -192,8 +193,7 @@ class Scheduler:
         if self.queue.has_active() and len(self.binding) < self.max_binds_in_flight:
             wait = 0.0
         else:
-            oldest = min((sent for _qp, _node, sent in self.binding.values()), default=None)
-            bind_due = None if oldest is None else oldest + self.client.timeout
+            bind_due = self.binding[0][3] + self.client.timeout if self.binding else None
             for due in (self.queue.next_due(), self.volumes.next_deadline(), bind_due):
                 if due is not None:
                     wait = max(0.0, min(wait, due - self.clock()))
@@ -312,21 +312,24 @@ class Scheduler:
                              name=md["name"], node=node, error=e.message)
             self.metrics.done(qp.key, "error")
             return
-        self.binding[rid] = (qp, node, self.clock())
+        self.binding.append((rid, qp, node, self.clock()))
 
     def _collect_bindings(self) -> int:
-        """Take the Bindings answered so far (and fail those unanswered for the client's timeout)."""
+        """Take the Bindings answered so far, oldest first, and fail those unanswered for the
+        client's timeout. The apiserver answers one connection's requests in order, so the
+        first unanswered one that is not yet late ends the turn."""
         bound = 0
         now = self.clock()
-        for rid, (qp, node, sent) in list(self.binding.items()):
+        while self.binding:
+            rid, qp, node, sent = self.binding[0]
             done, result = self.client.take_reply(rid)
             if not done:
                 if now - sent <= self.client.timeout:
-                    continue
+                    break
                 self.client.forget(rid)
                 result = APIError(errors.UNAVAILABLE, f"no reply from the apiserver at {self.client.server} "
                                                       f"within {self.client.timeout:g}s")
-            del self.binding[rid]
+            self.binding.popleft()
             pod = qp.pod
             md = pod["metadata"]
             self.volumes.done(qp.key)
