@@ -7,7 +7,9 @@ Every frame is one msgpack map. Three shapes cross the wire:
 * request (client to server): ``{"id": int, "op": str, ...arguments}``. The first
   request on a connection is ``hello`` with ``protocol`` (this module's
   ``PROTOCOL_VERSION``), ``component``, ``node`` and ``session`` (a client's
-  stable id across reconnects, used to deduplicate retried writes).
+  stable id across reconnects, used to deduplicate retried writes). A request
+  with ``"noreply": true`` (fire and forget: Events, unwatch) gets no reply
+  when it succeeds; an error is still answered.
 * reply (server to client): ``{"id": int|None, "ok": True, "result": ...}`` or
   ``{"id": ..., "ok": False, "error": {"code", "message", "causes"}}``. The id
   echoes the request's; it is ``None`` only when the request could not be

@@ -280,3 +280,22 @@ def test_deletion_propagation_sets_the_garbage_collectors_finalizers(c: Client) 
     c.patch("ConfigMap", "fg", {"metadata": {"finalizers": None}}, "default")
     assert code_of(c.get, "ConfigMap", "fg", "default") == NOT_FOUND
     assert code_of(c.delete, "ConfigMap", "or", "default", propagation_policy="Sideways") == BAD_REQUEST
+
+
+def test_a_noreply_request_is_not_answered_unless_it_fails(c: Client) -> None:
+    """``post`` (Events) asks for no reply: the apiserver writes the object and sends
+    nothing back; an invalid one is still answered with its error."""
+    from emulator import protocol
+    seen: list = []
+    dispatch = c._dispatch
+    c._dispatch = lambda frame: (seen.append(protocol.decode(frame).get("id")), dispatch(frame))[1]
+    ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1", "namespace": "default"},
+          "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+          "reason": "Started", "message": "m", "type": "Normal"}
+    c.post("create", object=ev, namespace="default")
+    c.post("create", object={"apiVersion": "v1", "kind": "Event"}, namespace="default")   # no name
+    rid = c.send("ping")
+    c.wait(rid)   # replies come in order: anything for the posts came before this one
+    # ids in order: the valid post's rid - 2, the invalid one's rid - 1 (its error), the ping's
+    assert seen[-2:] == [rid - 1, rid] and rid - 2 not in seen
+    assert c.get("Event", "e1", "default")["reason"] == "Started"

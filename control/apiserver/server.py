@@ -107,7 +107,7 @@ class APIServer:
         self.fsync = fsync
         self.commit_mode = commit_mode
         self.committer: Committer | None = None
-        self.inflight: deque[tuple[int, list[tuple[bytes, bytes]], list, float, list]] = deque()
+        self.inflight: deque[tuple[int, list[tuple[bytes, bytes | None]], list, float, list]] = deque()
         self.written_rev = 0      # the last revision written to the WAL
         self.released_rev = 0     # every event up to here has been sent to watchers
         self.store = Store(self.wal, history_size=history_size)
@@ -213,11 +213,14 @@ class APIServer:
         batch = self.transport.recv_batch(timeout, self.max_batch)
         if batch:
             t0 = time.perf_counter()
-            replies: list[tuple[bytes, bytes]] = []
+            replies: list[tuple[bytes, bytes | None]] = []
             reqs: list[tuple[dict | None, str | None]] = []
             for peer, frame in batch:
                 reply = self._handle_frame(peer, frame)
                 if reply is not None:
+                    msg = self._req[0]
+                    if msg is not None and msg.get("noreply") is True and self._req[1] is None:
+                        reply = None   # fire and forget (Events): nobody reads the reply
                     replies.append((peer, reply))
                     reqs.append(self._req)
             events = self.store.take_pending()
@@ -246,12 +249,13 @@ class APIServer:
             self._snapshot()
         return len(batch)
 
-    def _release(self, replies: list[tuple[bytes, bytes]], events: list, upto: int,
+    def _release(self, replies: list[tuple[bytes, bytes | None]], events: list, upto: int,
                  t0: float, reqs: list) -> None:
         """Send a durable batch's replies, then its events; everything up to ``upto`` is out."""
         send = self.transport.send
         for peer, reply in replies:
-            send(peer, reply)
+            if reply is not None:
+                send(peer, reply)
         self.request_metrics.observe(reqs, t0)
         if events:
             self.hub.dispatch(events)
