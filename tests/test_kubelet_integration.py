@@ -343,3 +343,30 @@ def test_admission_counts_admitted_pods(env):
     assert st["reason"] == "OutOfpods"
     events = [e for e in user.list("Event", "default")["items"] if e["reason"] == "OutOfpods"]
     assert events and events[0]["type"] == "Warning"
+
+
+def test_the_echo_of_its_own_status_write_does_not_sync_a_pod(env, monkeypatch):
+    """The kubelet syncs a pod for a change of its spec, labels, annotations or deletion, and
+    for a status it did not write; not for the watch's echo of its own status write."""
+    user, kubelet, clock = env
+    k = kubelet()
+    user.create(pod("echo"))
+    drive([k], clock, lambda: status_of(user, "echo").get("phase") == "Running", what="Running")
+    synced: list[str] = []
+    real = k._sync_pod
+    monkeypatch.setattr(k, "_sync_pod", lambda ns, name: synced.append(name) or real(ns, name))
+    cur = user.get("Pod", "echo", "default")
+    old = {**cur, "status": {**cur["status"], "phase": "Pending"}}
+    k.dirty.clear()
+    k._on_pod_update(old, cur)                     # the status is the one this kubelet wrote
+    assert not k.dirty
+    other = {**cur, "status": {**cur["status"], "reason": "SomeoneElse"}}
+    k._on_pod_update(cur, other)                   # a status it did not write
+    assert k.dirty == {("default", "echo")}
+    k.dirty.clear()
+    relabelled = {**cur, "metadata": {**cur["metadata"], "labels": {"a": "b"}}}
+    k._on_pod_update(cur, relabelled)
+    assert k.dirty == {("default", "echo")}
+    k.dirty.clear()
+    user.patch("Pod", "echo", {"metadata": {"labels": {"tier": "web"}}}, namespace="default")
+    drive([k], clock, lambda: "echo" in synced, what="a sync for the label change")

@@ -95,6 +95,9 @@ COMPONENT = "kubelet"
 IDLE_WAIT = 5.0   # the longest sleep of the node loop: a safety net under node_next_due
 
 
+_SYNCED_METADATA = ("labels", "annotations", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
 class Kubelet(PodVolumesAndEviction):
     def __init__(self, client: Client, profile: Profile, node_name: str, *, root_dir: str,
                  runtime: Runtime | None = None, zone: str = "", cpu: str = "4",
@@ -160,7 +163,7 @@ class Kubelet(PodVolumesAndEviction):
         self.heartbeat.renew_lease(self.clock())
         self.informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={self.node_name}",
                                  clock=self.clock)
-        self.informer.add_event_handler(self._on_pod, lambda _o, n: self._on_pod(n), self._on_pod_deleted)
+        self.informer.add_event_handler(self._on_pod, self._on_pod_update, self._on_pod_deleted)
         self.informer.start()
         now = self.clock()
         self.next_resync = now + self.profile.kubelet_sync_frequency
@@ -225,6 +228,17 @@ class Kubelet(PodVolumesAndEviction):
     def _on_pod(self, pod: dict) -> None:
         md = pod.get("metadata") or {}
         self.dirty.add((md.get("namespace") or "", md.get("name", "")))
+
+    def _on_pod_update(self, old: dict, new: dict) -> None:
+        """As the kubelet's pod config does (``checkAndUpdatePod``), a pod is synced for a
+        change of its spec, labels, annotations or deletion; a status that is only the
+        echo of this kubelet's own write (two per pod start) is no reason to sync it."""
+        md, old_md = new.get("metadata") or {}, old.get("metadata") or {}
+        if (new.get("spec") == old.get("spec") and md.get("uid") == old_md.get("uid")
+                and all(md.get(k) == old_md.get(k) for k in _SYNCED_METADATA)
+                and new.get("status") == self.status.latest(md.get("uid", ""))):
+            return
+        self._on_pod(new)
 
     def _on_pod_deleted(self, pod: dict) -> None:
         self._on_pod(pod)
