@@ -21,12 +21,12 @@ Contract
 """
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import msgpack
+from sortedcontainers import SortedList
 
 from control.storage.wal import WriteAheadLog
 from emulator.api.errors import TOO_LARGE, APIError
@@ -55,9 +55,13 @@ class Event:
 
 @dataclass
 class KindIndex:
-    """Per-kind objects plus sorted keys for paging, and a spec.nodeName index for pods."""
+    """Per-kind objects plus sorted keys for paging, and a spec.nodeName index for pods.
+
+    ``sorted_keys`` is a ``SortedList``: an insert or a removal is O(log n). A plain
+    list kept sorted with ``bisect.insort`` moved half the keys at every create, and
+    with 100,000 pods and their Events that was a tenth of the apiserver's time."""
     objects: dict[tuple[str, str], dict] = field(default_factory=dict)
-    sorted_keys: list[tuple[str, str]] = field(default_factory=list)
+    sorted_keys: SortedList = field(default_factory=SortedList)
 
 
 class Store:
@@ -90,7 +94,7 @@ class Store:
                 if node:
                     self.by_node.setdefault(node, set()).add((namespace, name))
         for idx in self.kinds.values():
-            idx.sorted_keys = sorted(idx.objects)
+            idx.sorted_keys = SortedList(idx.objects)
             self.count += len(idx.objects)
         self.rev = r.rev
         self.compacted = r.rev
@@ -110,18 +114,18 @@ class Store:
             return
         keys = idx.sorted_keys
         if namespace is not None:
-            lo = bisect.bisect_left(keys, (namespace, ""))
             if after is not None and after > (namespace, ""):
-                lo = bisect.bisect_right(keys, after)
-            for i in range(lo, len(keys)):
-                k = keys[i]
+                it = keys.irange(after, None, inclusive=(False, True))
+            else:
+                it = keys.irange((namespace, ""), None)
+            for k in it:
                 if k[0] != namespace:
                     break
                 yield idx.objects[k]
         else:
-            lo = bisect.bisect_right(keys, after) if after is not None else 0
-            for i in range(lo, len(keys)):
-                yield idx.objects[keys[i]]
+            it = keys.irange(after, None, inclusive=(False, True)) if after is not None else iter(keys)
+            for k in it:
+                yield idx.objects[k]
 
     def pods_on_node(self, node_name: str) -> list[dict]:
         idx = self.kinds.get("Pod")
@@ -134,9 +138,8 @@ class Store:
         for kind, idx in self.kinds.items():
             if kind == "Namespace":
                 continue
-            keys = idx.sorted_keys
-            i = bisect.bisect_left(keys, (namespace, ""))
-            if i < len(keys) and keys[i][0] == namespace:
+            first = next(idx.sorted_keys.irange((namespace, ""), None), None)
+            if first is not None and first[0] == namespace:
                 return False
         return True
 
@@ -172,7 +175,7 @@ class Store:
         idx = self.kinds[kind]
         key = (namespace, name)
         prev = idx.objects.pop(key)
-        del idx.sorted_keys[bisect.bisect_left(idx.sorted_keys, key)]
+        idx.sorted_keys.remove(key)
         self.count -= 1
         if kind == "Pod":
             self._unindex_node(prev, key)
@@ -211,7 +214,7 @@ class Store:
         prev = objects.get(key)
         objects[key] = obj
         if prev is None:
-            bisect.insort(idx.sorted_keys, key)
+            idx.sorted_keys.add(key)
             self.count += 1
         if kind == "Pod":
             old_node = (prev.get("spec") or {}).get("nodeName") if prev else None
