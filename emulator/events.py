@@ -41,6 +41,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Callable
 
 from emulator.api import errors
@@ -57,7 +58,14 @@ MAX_PENDING = 256                  # patch replies kept waiting for; older ones 
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Kubernetes' second-precision timestamp (``metav1.Time``); one ``strftime`` per second:
+    a pod start stamps about ten of them (Events, conditions, metadata)."""
+    return _rfc3339_second(int(ts))
+
+
+@lru_cache(maxsize=512)
+def _rfc3339_second(sec: int) -> str:
+    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _LRU(OrderedDict):

@@ -33,7 +33,9 @@ import os
 import re
 import sys
 import threading
+import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, TextIO
 
 import structlog
@@ -48,7 +50,15 @@ _ROTATED = re.compile(r"\.jsonl\.(\d+)$")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds; the seconds are formatted once per second."""
+    ns = time.time_ns()
+    sec, us = divmod(ns // 1000, 1_000_000)
+    return f"{_second(sec)}.{us:06d}Z"
+
+
+@lru_cache(maxsize=64)
+def _second(sec: int) -> str:
+    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _timestamp(_logger: Any, _name: str, event: dict) -> dict:

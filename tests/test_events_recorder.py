@@ -99,3 +99,12 @@ def test_recorder_patches_count_and_recreates_an_expired_event(mem_server) -> No
         back = poll_for(lambda: [e for e in _events(admin) if e.get("count") == 4], 5, what="re-created")
         assert back[0]["metadata"]["name"] == ev["metadata"]["name"]
         assert back[0]["firstTimestamp"] == ev["firstTimestamp"]
+
+
+def test_rfc3339_is_the_second_precision_stamp_and_its_cache_agrees():
+    import random
+    import time as _time
+    from emulator.events import rfc3339
+    rng = random.Random(3)
+    for ts in [0.0, 0.999, 1795775753.9999, *(rng.uniform(0, 4e9) for _ in range(2000))]:
+        assert rfc3339(ts) == _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(int(ts)))

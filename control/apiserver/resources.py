@@ -25,7 +25,6 @@ import base64
 import os
 import random
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import msgpack
@@ -34,6 +33,7 @@ from control.apiserver import strategy
 from control.apiserver.admission import PersistentVolumeClaimResize, admit_create
 from control.storage.store import Store
 from emulator.api import errors
+from emulator.events import rfc3339
 from emulator.api.errors import APIError
 from emulator.api.meta import default_object, validate_object
 from emulator.api.patch import json_merge_patch, json_patch
@@ -49,16 +49,6 @@ def new_uid() -> str:
 
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
-_last_stamp: tuple[int, str] = (-1, "")
-
-
-def rfc3339(ts: float) -> str:
-    """Kubernetes' second-precision timestamp; cached per second (it is on every create)."""
-    global _last_stamp
-    sec = int(ts)
-    if _last_stamp[0] != sec:
-        _last_stamp = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _last_stamp[1]
 
 
 # Metadata an update carries over from the stored object, whatever the client sent.

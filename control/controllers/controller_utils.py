@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from emulator.api import errors
 from emulator.api.errors import APIError
+from emulator.events import rfc3339
 
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
@@ -77,8 +78,7 @@ def _whole_seconds(base: str) -> int | None:
         return None
 
 
-def format_time(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+format_time = rfc3339   # the name the controllers use
 
 
 # -- owner references ----------------------------------------------------------

@@ -42,14 +42,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from emulator.events import rfc3339
+
 DEFAULT_BACKOFF_LIMIT = 6
 MSG_BACKOFF = "Job has reached the specified backoff limit"
 MSG_DEADLINE = "Job was active longer than specified deadline"
 MSG_COMPLETE = "Reached expected number of succeeded pods"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(value: Any) -> float | None:

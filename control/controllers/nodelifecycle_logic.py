@@ -40,8 +40,10 @@ Contract
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
+
+from emulator.events import rfc3339
 
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -70,10 +72,6 @@ FOREVER = float("inf")
 
 
 # -- time ---------------------------------------------------------------------
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_rfc3339(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None

@@ -48,7 +48,7 @@ from typing import Any, Callable
 from emulator.api import errors
 from emulator.api.errors import APIError
 from emulator.client import Client
-from emulator.events import EventRecorder
+from emulator.events import EventRecorder, rfc3339
 from emulator.informer import Informer, start_informers
 from emulator.logging import configure, get_logger
 from emulator.profiles import Profile
@@ -66,10 +66,6 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 
 def _terminal(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def unschedulable_conditions(pod: dict, message: str, now: float,
