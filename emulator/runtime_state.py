@@ -94,11 +94,20 @@ class Journal:
     compaction, which calls ``snapshot()`` for one record per live object.
     ``rewrite(records)`` replaces the file with the header and ``records``.
     The file stays open for appending between rewrites (an open and a close
-    per change cost ten times the write); ``close()`` closes it.
+    per change cost ten times the write); ``close()`` closes it. A
+    ``buffered`` journal keeps appended records until ``flush()`` writes them
+    in one ``write``: the kubelet flushes once per turn, where a pod start made
+    three writes, each of which waited on ext4's journal while the apiserver
+    beside it synced (60 µs of CPU a pod start, measured with a process
+    calling ``fdatasync`` in a loop). A crash between a change and the flush
+    loses that turn's changes, as if they had not been made.
     """
 
-    def __init__(self, path: str, runtime: str, snapshot: Callable[[], Iterable[dict]]) -> None:
+    def __init__(self, path: str, runtime: str, snapshot: Callable[[], Iterable[dict]],
+                 buffered: bool = False) -> None:
         self.path = path
+        self.buffered = buffered
+        self._pending: list[str] = []   # encoded records not yet written (buffered)
         self.runtime = runtime
         self.snapshot = snapshot
         self.records: int | None = None   # records in the file; None until this writer rewrote it
@@ -117,6 +126,7 @@ class Journal:
         with open(tmp, "w") as f:
             f.write(self._header() + "".join(line + "\n" for line in lines))
         os.replace(tmp, self.path)
+        self._pending.clear()   # the snapshot holds them
         self.records = len(lines)
         self.close()
         self._file = open(self.path, "ab", buffering=0)   # one write(2) per append
@@ -125,12 +135,21 @@ class Journal:
         if self.records is None or self.records + len(records) > COMPACT_SLACK + COMPACT_FACTOR * live:
             self.rewrite(self.snapshot())   # a fresh journal, or compaction
             return
+        self._pending.extend(json.dumps(r) + "\n" for r in records)
+        self.records += len(records)
+        if not self.buffered:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
         if self._file is None:   # closed since the last rewrite
             self._file = open(self.path, "ab", buffering=0)
-        self._file.write("".join(json.dumps(r) + "\n" for r in records).encode())
-        self.records += len(records)
+        self._file.write("".join(self._pending).encode())
+        self._pending.clear()
 
     def close(self) -> None:
+        self.flush()
         if self._file is not None:
             self._file.close()
             self._file = None

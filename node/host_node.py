@@ -89,7 +89,8 @@ class NodeRun:
         self.client = Client(server, component="kubelet", node=s.name, lab=lab)
         self.client.cancelled = lambda: self.closed or host_stopping()   # a stop never waits on the apiserver
         runtime = FakeRuntime(profile, wall=wall,
-                              state_path=os.path.join(s.root_dir, "var", "lib", "kemu", "runtime.json"))
+                              state_path=os.path.join(s.root_dir, "var", "lib", "kemu", "runtime.json"),
+                              buffered=True)   # the kubelet flushes at the end of each turn
         self.kubelet = Kubelet(self.client, profile, s.name, wall=wall, root_dir=s.root_dir,
                                zone=s.zone, cpu=s.cpu, memory=s.memory, pods=s.pods,
                                ephemeral_storage=s.ephemeral_storage, node_ip=s.node_ip,

@@ -162,3 +162,32 @@ def test_appends_follow_each_rewrite_and_survive_a_close(tmp_path: Path):
     assert sorted(s["name"] for s in doc["sandboxes"]) == ["p500", "p501"]
     assert len(doc["containers"]) == 2
     assert len(path.read_text().splitlines()) < 1 + runtime_state.COMPACT_SLACK + 4 * 4 + 6
+
+
+def test_a_buffered_runtime_writes_at_flush_in_one_write(tmp_path: Path, monkeypatch):
+    """The kubelet's runtime is buffered: a turn's changes reach the file at ``flush`` (one
+    write), a compaction in between writes everything, and ``close`` flushes."""
+    path = tmp_path / "runtime.json"
+    rt = FakeRuntime(DEFAULT, clock=Clock(), wall=lambda: 1e9, state_path=str(path), buffered=True)
+    start_pod(rt, 0)
+    rt.flush()
+    assert on_disk(path) == live(rt)
+    writes: list[int] = []
+    real = rt.journal._file.write
+    monkeypatch.setattr(rt.journal, "_file", type("F", (), {
+        "write": lambda self, b: writes.append(len(b)) or real(b), "close": lambda self: None})())
+    n = lines(path)
+    start_pod(rt, 1)
+    assert lines(path) == n and not writes          # nothing written before the flush
+    rt.flush()
+    assert len(writes) == 1 and lines(path) == n + 3 and on_disk(path) == live(rt)
+    rt.flush()
+    assert len(writes) == 1                         # nothing new: no write
+    for i in range(2, 120):                         # enough to compact while buffered
+        start_pod(rt, i)
+    assert on_disk(path)["sandboxes"].keys() <= live(rt)["sandboxes"].keys()
+    rt.flush()
+    assert on_disk(path) == live(rt)
+    start_pod(rt, 500)
+    rt.close()
+    assert on_disk(path) == live(rt)

@@ -117,7 +117,7 @@ class Kubelet(PodVolumesAndEviction):
             pod_cidr = ipam.pod_cidr_for_index(node_index)
         self.runtime: Runtime = runtime or FakeRuntime(
             profile, clock=clock, wall=wall,
-            state_path=os.path.join(root_dir, "var", "lib", "kemu", "runtime.json"))
+            state_path=os.path.join(root_dir, "var", "lib", "kemu", "runtime.json"), buffered=True)
         self.cfg = node_status.NodeConfig(
             name=node_name, zone=zone, cpu=cpu, memory=memory, pods=pods,
             ephemeral_storage=ephemeral_storage, node_ip=node_ip, pod_cidr=pod_cidr or "",
@@ -168,6 +168,7 @@ class Kubelet(PodVolumesAndEviction):
         now = self.clock()
         self.next_resync = now + self.profile.kubelet_sync_frequency
         self._adopt()
+        self.runtime.flush()
         self.log.info("kubelet_started", node_name=self.node_name, pods=len(self.informer.cache))
 
     def step(self, timeout: float) -> None:
@@ -205,6 +206,7 @@ class Kubelet(PodVolumesAndEviction):
                 self._housekeeping(now)
             except APIError as e:
                 self.log.warning("housekeeping_failed", code=e.code, error=e.message)
+        self.runtime.flush()   # this turn's runtime changes, in one write
 
     def next_due(self) -> float:
         """When ``step`` next has timed work (a node host steps a node only when it is due)."""

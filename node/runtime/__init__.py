@@ -22,7 +22,7 @@ def make_runtime(name: str, *, profile: Any, root_dir: str, node_name: str = "",
     """``anchor_pid``: the process whose death kills a real runtime's containers (the lab's
     supervisor; default the calling process)."""
     if name == "fake":
-        return FakeRuntime(profile, clock=clock, state_path=state_path)
+        return FakeRuntime(profile, clock=clock, state_path=state_path, buffered=True)   # the kubelet flushes
     if name == "process":
         from node.runtime.process import ProcessRuntime
         return ProcessRuntime(profile, root_dir=root_dir, node_name=node_name, lab=lab, clock=clock,

@@ -68,6 +68,9 @@ class DockerRuntime:
     name = "docker"
     generation = None   # usage is measured: it changes by itself
 
+    def flush(self) -> None:
+        """The engine holds the state: nothing to flush."""
+
     def __init__(self, profile: Any = None, *, root_dir: str, node_name: str, lab: str | None = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  state_path: str | None = None, client: Any = None, network_mode: str = "host",

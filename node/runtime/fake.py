@@ -193,7 +193,8 @@ class FakeRuntime:
     version = "fake://0.1"
 
     def __init__(self, profile: Profile, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, state_path: str | None = None) -> None:
+                 wall: Callable[[], float] = time.time, state_path: str | None = None,
+                 buffered: bool = False) -> None:
         self.profile = profile
         self.clock = clock
         self.wall = wall
@@ -202,7 +203,8 @@ class FakeRuntime:
         self._prefix = uuid.uuid4().hex[:8]
         self.state = _State()
         self.generation = 0   # bumped by every change (see the contract)
-        self.journal = runtime_state.Journal(state_path, self.name, self._snapshot) if state_path else None
+        self.journal = runtime_state.Journal(state_path, self.name, self._snapshot,
+                                             buffered) if state_path else None
         if state_path:
             self._load()
 
@@ -400,8 +402,13 @@ class FakeRuntime:
                 "behaviour": vars(c.behaviour), "start_due": c.start_due, "started": c.started,
                 "exit_due": c.exit_due, "exit_code_due": c.exit_code_due, "ready_due": c.ready_due}
 
+    def flush(self) -> None:
+        """Write what changed since the last flush (a ``buffered`` runtime's journal)."""
+        if self.journal is not None:
+            self.journal.flush()
+
     def close(self) -> None:
-        """Close the state journal (a node host's stopped node); state is kept on disk."""
+        """Flush and close the state journal (a node host's stopped node); state is kept on disk."""
         if self.journal is not None:
             self.journal.close()
 

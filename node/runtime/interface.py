@@ -39,6 +39,10 @@ Contract (after the CRI's RuntimeService)
   derives figures from ``list_containers()`` (the kubelet's usage summary)
   may skip the work while it is unchanged. Only the fake runtime counts; a
   real runtime's usage changes by itself.
+* ``flush()`` makes the changes made since the last flush durable; the
+  kubelet calls it at the end of each turn. The fake runtime buffers its
+  journal until then (``runtime_state.Journal``); the real runtimes' state
+  is durable at each call, and their flush does nothing.
 * ``exec_sync(id, cmd, timeout) -> (exit code, output)`` runs ``cmd`` "in"
   a running container (its env, working dir and mounts) and returns its exit
   code and its stdout+stderr; on timeout the command is killed and
@@ -143,3 +147,4 @@ class Runtime(Protocol):
     def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]: ...
     def tick(self, now: float) -> set[str]: ...
     def next_event(self, now: float) -> float | None: ...
+    def flush(self) -> None: ...

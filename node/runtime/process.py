@@ -86,6 +86,9 @@ class ProcessRuntime:
     generation = None   # usage is measured: it changes by itself
     version = f"process://{platform.python_version()}"
 
+    def flush(self) -> None:
+        """Each change is saved when made: nothing to flush."""
+
     def __init__(self, profile: Profile | None = None, *, root_dir: str, node_name: str = "",
                  lab: str | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, state_path: str | None = None,
