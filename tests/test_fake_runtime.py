@@ -178,3 +178,29 @@ def test_remove_sandbox_removes_its_containers():
     assert state(rt, cid).state == EXITED
     rt.remove_pod_sandbox(sid)
     assert not rt.list_containers() and not rt.list_pod_sandboxes()
+
+
+def test_next_event_is_remembered_per_generation_and_tick_skips_when_nothing_is_due():
+    """Random starts, stops and time steps: the remembered next_event always equals a fresh
+    computation, and a tick before it changes nothing."""
+    import random
+    rng = random.Random(11)
+    rt, clock, pod = make({"kemu.io/start-delay": "2s", "kemu.io/ready-delay": "1s",
+                           "kemu.io/run-duration": "7s"})
+    cids: list[str] = []
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.3:
+            cids.append(start(rt, pod, name=f"c{len(cids)}"))
+        elif op < 0.45 and cids:
+            rt.stop_container(rng.choice(cids), rng.choice([0, 1, 30]))
+        else:
+            clock.t += rng.choice([0.1, 0.5, 1.0, 3.0])
+        remembered = rt.next_event(clock.t)
+        rt._next = (-1, None)
+        assert rt.next_event(clock.t) == remembered
+        before = [vars(c).copy() for c in rt.list_containers()]
+        gen = rt.generation
+        changed = rt.tick(clock.t)
+        if remembered is None or remembered > clock.t:
+            assert not changed and rt.generation == gen and [vars(c) for c in rt.list_containers()] == before

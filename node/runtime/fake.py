@@ -203,6 +203,7 @@ class FakeRuntime:
         self._prefix = uuid.uuid4().hex[:8]
         self.state = _State()
         self.generation = 0   # bumped by every change (see the contract)
+        self._next: tuple[int, float | None] = (-1, None)   # (generation, next_event) last computed
         self.journal = runtime_state.Journal(state_path, self.name, self._snapshot,
                                              buffered) if state_path else None
         if state_path:
@@ -338,6 +339,9 @@ class FakeRuntime:
 
     # -- simulated time -----------------------------------------------------
     def tick(self, now: float) -> set[str]:
+        due = self.next_event(now)
+        if due is None or due > now:   # no stage is due: nothing can move (see _advance)
+            return set()
         changed: set[str] = set()
         moved: list[str] = []
         for c in self.state.containers.values():
@@ -349,6 +353,11 @@ class FakeRuntime:
         return changed
 
     def next_event(self, now: float) -> float | None:
+        """The earliest due stage (start, exit, ready); it can only move with a change, so it
+        is computed once per ``generation``: the kubelet asks at every turn."""
+        gen, due = self._next
+        if gen == self.generation:
+            return due
         best: float | None = None
         for c in self.state.containers.values():
             st = c.status.state
@@ -357,6 +366,7 @@ class FakeRuntime:
                         (c.ready_due if st == RUNNING and not c.status.ready else None)):
                 if due is not None and (best is None or due < best):
                     best = due
+        self._next = (self.generation, best)
         return best
 
     def _exit(self, c: _Container, at: float, code: int) -> None:
