@@ -32,7 +32,7 @@ Contract
 * Recording is fire-and-forget: it never waits for a reply and never
   raises; a lost Event is acceptable, as in Kubernetes. Patch replies are
   collected on later calls: a patch answered NotFound (the Event outlived
-  its TTL, see ``control/controllers/eventttl.py``) re-creates the Event
+  its TTL, see ``control/apiserver/eventttl.py``) re-creates the Event
   under the same name, as client-go's ``recordToSink`` does.
 """
 from __future__ import annotations

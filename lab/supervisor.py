@@ -179,6 +179,7 @@ class Supervisor(NodeHosts):
              "--log-file", str(self.layout.log_for("apiserver")), "--lab", self.config.name,
              "--bookmark-interval", str(prof.watch_bookmark_interval),
              "--default-toleration-seconds", str(prof.default_toleration_seconds),
+             "--event-ttl", str(prof.event_ttl),
              "--ctl-dir", str(self.layout.run)],
             preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)
         c.pid, c.state, c.started_at, c.exit_code = c.popen.pid, "running", time.time(), None

@@ -20,6 +20,7 @@ def kemu(*args: str) -> subprocess.CompletedProcess:
     (["--listen", "mem://x"], 1, "--listen"),
     (["--max-frame-bytes", "10"], 1, "--max-frame-bytes"),
     (["--bookmark-interval", "soon"], 2, "--bookmark-interval"),
+    (["--event-ttl", "an hour"], 2, "--event-ttl"),
 ])
 def test_apiserver_bad_flags(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     r = kemu("apiserver", "--data-dir", str(tmp_path / "d"), *args)

@@ -1,13 +1,13 @@
-"""Events expire ``event_ttl`` after their last update (the event-ttl controller)."""
+"""Events expire ``event_ttl`` after their last update, in the apiserver (``--event-ttl``)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
-from control.controllers import eventttl_logic as logic
-from control.controllers.manager import CONTROLLERS, ControllerManager
+from control.controllers.manager import CONTROLLERS
 from emulator.client import Client
 from emulator.profiles import DEFAULT, FAST
-from tests.conftest import FakeClock, step_until
+from tests.conftest import FakeClock, poll_for
 
 
 def stamp(t: float) -> str:
@@ -23,52 +23,62 @@ def ev(name: str, last: float | None = None, **extra: object) -> dict:
     return e
 
 
-def test_profiles_event_ttl() -> None:
+def test_profiles_event_ttl_and_no_controller_for_it() -> None:
     assert DEFAULT.event_ttl == 3600 and FAST.event_ttl == 180
-    assert "event-ttl" in CONTROLLERS
+    assert "event-ttl" not in CONTROLLERS   # the apiserver expires Events, as etcd's leases do
 
 
-def test_expiry_uses_last_timestamp_then_event_time_then_creation() -> None:
-    clock = FakeClock()
-    now = clock.wall()
-    assert logic.last_update(ev("a", now - 10)) == int(now - 10)
-    assert logic.last_update(ev("b", eventTime="2024-01-02T03:04:05.123456Z")) == \
-        datetime(2024, 1, 2, 3, 4, 5, 123456, timezone.utc).timestamp()
-    created = ev("c")
-    created["metadata"]["creationTimestamp"] = stamp(now - 50)
-    assert logic.last_update(created) == int(now - 50)
-    assert logic.last_update(ev("d")) is None and not logic.expired(ev("d"), now, 1)
-    assert not logic.expired(ev("a", now - 10), now, 180)
-    clock.t += 171
-    assert logic.expired(ev("a", now - 10), clock.wall(), 180)
-    assert logic.due([ev("x", now - 100), ev("y", now - 500), ev("z", now)], now, 60) == \
-        [("default", "y", None), ("default", "x", None)]
+def names(c: Client) -> set[str]:
+    return {e["metadata"]["name"] for e in c.list("Event", "default")["items"]}
 
 
-def test_controller_deletes_expired_events_and_keeps_fresh_ones(mem_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_apiserver_deletes_an_event_ttl_after_its_last_write(threaded_server, tmp_path: Path) -> None:
+    """As etcd's lease does: the TTL runs from the last write, whatever the Event's own
+    timestamps say (a node whose clock is skewed back writes old-looking Events)."""
     clock = FakeClock()
     ttl = FAST.event_ttl
-    with Client(mem_server.address) as admin, Client(mem_server.address) as c:
+    srv = threaded_server(f"mem://event-ttl-{id(clock)}", str(tmp_path / "store"), clock=clock.wall,
+                          event_ttl=ttl)
+    with Client(srv.address) as c:
         now = clock.wall()
-        admin.create(ev("old", now - ttl - 5))
-        admin.create(ev("fresh", now - 10))
-        admin.create(ev("bumped", now - ttl + 20))
-        cm = ControllerManager(c, FAST, clock=clock.mono, wall_clock=clock.wall, controllers=("event-ttl",))
-        cm.start()
+        w = c.watch("Event", "default", resource_version=c.list("Event", "default")["metadata"]["resourceVersion"])
+        c.create(ev("skewed", now - 10 * ttl))   # looks old: still kept a whole TTL
+        c.create(ev("early", now))
+        clock.t += 100
+        c.create(ev("later", now))
+        c.get("Event", "later", "default")      # a round trip: the loop turned after the clock moved
+        assert names(c) == {"skewed", "early", "later"}
+        c.patch("Event", "early", {"count": 2, "lastTimestamp": stamp(now)}, "default")   # written again
+        clock.t += ttl - 100 + 1                  # past the first writes' TTL
+        poll_for(lambda: names(c) == {"early", "later"}, 5, what="skewed deleted")
+        seen: list = []
+        poll_for(lambda: (seen.extend(iter(lambda: w.next(0), None)) or
+                          any(e["type"] == "DELETED" and e["object"]["metadata"]["name"] == "skewed"
+                              for e in seen)), 5, what="a watcher sees DELETED")
+        clock.t += 100
+        poll_for(lambda: not names(c), 5, what="all expired")
+        w.stop()
 
-        def names() -> set[str]:
-            return {e["metadata"]["name"] for e in admin.list("Event", "default")["items"]}
-        step_until(cm, lambda: names() == {"fresh", "bumped"}, "old event deleted")
-        ctl = cm.controllers[0]
-        assert ctl.next_due() <= clock.mono() + 20   # wakes for the next expiry
-        admin.patch("Event", "bumped", {"count": 2, "lastTimestamp": stamp(now)}, "default")
-        step_until(cm, lambda: (ctl.events.get("bumped", "default") or {}).get("count") == 2, "update seen")
-        clock.t += 30   # "bumped"'s first expiry passes, but it was updated
-        for _ in range(20):
-            cm.step(0.01)
-        assert names() == {"fresh", "bumped"}
+
+def test_expiry_is_rebuilt_from_the_store_after_a_restart(threaded_server, tmp_path: Path) -> None:
+    clock = FakeClock()
+    ttl = DEFAULT.event_ttl
+    store = str(tmp_path / "store")
+    first = threaded_server(f"mem://event-ttl-a-{id(clock)}", store, clock=clock.wall, event_ttl=ttl)
+    with Client(first.address) as c:
+        c.create(ev("kept", clock.wall()))
+    first.stop()
+    clock.t += ttl / 2
+    again = threaded_server(f"mem://event-ttl-b-{id(clock)}", store, clock=clock.wall, event_ttl=ttl)
+    with Client(again.address) as c:
+        assert names(c) == {"kept"}             # the restart gives it a whole TTL from now
+    again.stop()
+    clock.t += ttl
+    third = threaded_server(f"mem://event-ttl-c-{id(clock)}", store, clock=clock.wall, event_ttl=ttl)
+    with Client(third.address) as c:
+        assert names(c) == {"kept"}
         clock.t += ttl
-        step_until(cm, lambda: not names(), "all expired")
+        poll_for(lambda: not names(c), 5, what="the recovered Event expires")
 
 
 def test_parse_time_reads_rfc3339_with_and_without_fractions_and_rejects_the_rest() -> None:

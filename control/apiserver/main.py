@@ -14,6 +14,7 @@ import os
 import sys
 
 from emulator import protocol, transport
+from emulator.cli.common import parse_duration
 from emulator.logging import configure, get_logger
 from emulator.process import settle_heap
 
@@ -38,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="CIDR Services' cluster IPs are allocated from")
     p.add_argument("--service-node-port-range", default="30000-32767",
                    help="port range NodePort Services' node ports are allocated from")
+    p.add_argument("--event-ttl", type=parse_duration, default=3600.0,
+                   help="how long an Event is kept after its last update (kube-apiserver's flag; "
+                        "1h by default): 3600, 3600s, 60m or 1h")
     p.add_argument("--log-file", help="JSON lines log (default: stderr)")
     p.add_argument("--lab", help="the lab this apiserver belongs to (a field of every log line)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                            lab=args.lab, commit_mode=args.commit_mode,
                            default_toleration_seconds=args.default_toleration_seconds,
                            service_cluster_ip_range=args.service_cluster_ip_range,
-                           service_node_port_range=node_ports, clock=WALL)
+                           service_node_port_range=node_ports, clock=WALL, event_ttl=args.event_ttl)
         server.install_signal_handlers()
         address = server.start()
     except Exception as e:

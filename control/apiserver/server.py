@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from control.apiserver.eventttl import EventExpiry
 from control.apiserver.metrics import RequestMetrics, watch_metrics
 from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
@@ -94,7 +95,8 @@ class APIServer:
                  commit_mode: str = "auto", max_batch: int = 128, clock: Callable[[], float] = time.time,
                  default_toleration_seconds: int = 300,
                  service_cluster_ip_range: str | None = None,
-                 service_node_port_range: tuple[int, int] | None = None) -> None:
+                 service_node_port_range: tuple[int, int] | None = None,
+                 event_ttl: float = 3600.0) -> None:
         self.listen_address = listen
         self.lab = lab
         self.max_batch = max_batch
@@ -115,6 +117,7 @@ class APIServer:
                                    service_cluster_ip_range, service_node_port_range)
         self.transport: Any = None
         self.hub = WatchHub(self._send)
+        self.event_expiry = EventExpiry(event_ttl)
         self.request_metrics = RequestMetrics()
         watch_metrics(self.hub)
         self._req: tuple[dict | None, str | None] = (None, None)   # the frame being handled: (msg, error code)
@@ -140,6 +143,7 @@ class APIServer:
         """Recover the store, then bind. Returns the bound address."""
         t0 = time.monotonic()
         self.recovery = self.store.recover()
+        self.event_expiry.rebuild(self.store, self.clock())
         self.resources.rebuild_hooks()
         self.resources.ensure_system_namespaces()
         self._commit()
@@ -211,7 +215,8 @@ class APIServer:
         if self.inflight:
             timeout = min(timeout, 0.0005)   # a sync is running: look back soon
         batch = self.transport.recv_batch(timeout, self.max_batch)
-        if batch:
+        expired = self._expire_events()
+        if batch or expired:
             t0 = time.perf_counter()
             replies: list[tuple[bytes, bytes | None]] = []
             reqs: list[tuple[dict | None, str | None]] = []
@@ -224,6 +229,7 @@ class APIServer:
                     replies.append((peer, reply))
                     reqs.append(self._req)
             events = self.store.take_pending()
+            self.event_expiry.observe(events, self.clock())
             if self.committer is None:
                 self._commit()
                 self._release(replies, events, self.store.rev, t0, reqs)
@@ -248,6 +254,22 @@ class APIServer:
             self._drain()
             self._snapshot()
         return len(batch)
+
+    def _expire_events(self) -> int:
+        """Delete the Events whose TTL has passed (``eventttl``), at most a batch a turn."""
+        due = self.event_expiry.next_due()
+        if due is None or due > self.clock():
+            return 0
+        n = 0
+        for ns, name, rv in self.event_expiry.due(self.clock(), self.store, self.max_batch):
+            try:
+                self.resources.delete("Event", name, ns, preconditions={"resourceVersion": rv})
+                n += 1
+            except APIError:
+                continue   # gone or written meanwhile
+        if n:
+            self.log.info("events_expired", count=n, ttl=self.event_expiry.ttl)
+        return n
 
     def _release(self, replies: list[tuple[bytes, bytes | None]], events: list, upto: int,
                  t0: float, reqs: list) -> None:

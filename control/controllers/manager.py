@@ -115,7 +115,6 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
                                             fromlist=["_"]).PVProtectionController(ctx),
     "statefulset": lambda ctx: __import__("control.controllers.statefulset", fromlist=["_"]).StatefulSetController(ctx),
     "disruption": lambda ctx: __import__("control.controllers.disruption", fromlist=["_"]).DisruptionController(ctx),
-    "event-ttl": lambda ctx: __import__("control.controllers.eventttl", fromlist=["_"]).EventTTLController(ctx),
 }
 
 
