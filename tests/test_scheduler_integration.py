@@ -211,25 +211,3 @@ def test_one_step_sends_a_whole_batch_and_later_steps_take_the_replies(env):
     assert env.sched.binds_in_flight() == 0
     env.until(lambda: sum(1 for p in env.user.list("Pod", "default")["items"]
                           if p["spec"].get("nodeName")) == 50, what="50 bound")
-
-
-def test_events_go_on_their_own_connection_when_given(env):
-    """kube-scheduler records Events through a client of their own: the apiserver serves
-    each connection in turn, so Events must not take the Bindings' turns."""
-    events = Client(env.user.server, component="scheduler")
-    try:
-        sched = Scheduler(env.sc, FAST, rng=random.Random(0), event_client=events)
-        sent: list[tuple[str, str]] = []
-        for c, who in ((env.sc, "main"), (events, "events")):
-            real = c.post
-            c.post = (lambda real, who: lambda op, **a: sent.append((who, a.get("object", {}).get("kind")))
-                      or real(op, **a))(real, who)
-        env.node("node-1", cpu="8", memory="16Gi")
-        env.user.create(pod("e-1"))
-        sched.start()
-        poll_for(lambda: sched.step(0.02) or sched.scheduled == 1, 5, interval=0, what="bound")
-        assert ("events", "Event") in sent and ("main", "Event") not in sent
-        poll_for(lambda: env.events("e-1", "Scheduled"), 5, what="the Scheduled Event")
-    finally:
-        sched.stop()
-        events.close()

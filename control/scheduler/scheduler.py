@@ -13,8 +13,7 @@ Contract:
   Bindings are unanswered; replies are taken as they come, at every step
   (``binds_in_flight()``). Waiting for each batch's replies had tied the
   scheduler's rate to the apiserver's reply time under load. A bound pod
-  gets a Normal ``Scheduled`` Event (``run`` gives Events a connection of
-  their own, as kube-scheduler's event client is); a failed or unanswered binding (no reply
+  gets a Normal ``Scheduled`` Event; a failed or unanswered binding (no reply
   within the client's timeout) forgets the assumed pod and backs it off (a
   Conflict because it is already bound is left to the informer).
 * A pod that fits nowhere gets ``PodScheduled=False``, reason
@@ -92,8 +91,7 @@ class Scheduler:
     def __init__(self, client: Client, profile: Profile, clock: Callable[[], float] = time.monotonic,
                  scheduler_name: str = DEFAULT_SCHEDULER_NAME, rng: random.Random | None = None,
                  percentage_of_nodes_to_score: int | None = None, batch: int = 256,
-                 wall_clock: Callable[[], float] = time.time, max_binds_in_flight: int = 1024,
-                 event_client: Client | None = None) -> None:
+                 wall_clock: Callable[[], float] = time.time, max_binds_in_flight: int = 1024) -> None:
         self.client = client
         self.profile = profile
         self.clock = clock
@@ -106,12 +104,8 @@ class Scheduler:
         self.queue = SchedulingQueue(profile.pod_initial_backoff, profile.pod_max_backoff,
                                      profile.unschedulable_flush_interval, clock)
         self.framework = Framework(rng, percentage_of_nodes_to_score)
-        # Events come from the profile's schedulerName, as kube-scheduler's recorder does, on
-        # their own connection if given (kube-scheduler's event client is a separate one):
-        # the apiserver serves its peers in turn, and an Event per pod on the scheduler's
-        # connection halved its Bindings' turns.
-        self.event_client = event_client or client
-        self.recorder = EventRecorder(self.event_client, scheduler_name, clock=wall_clock)
+        # Events come from the profile's schedulerName, as kube-scheduler's recorder does.
+        self.recorder = EventRecorder(client, scheduler_name, clock=wall_clock)
         self.nodes = Informer(client, "Node", clock=clock)
         self.pods = Informer(client, "Pod", clock=clock)
         self.volumes = VolumeBinder(profile.volume_bind_timeout)
@@ -201,8 +195,6 @@ class Scheduler:
                     wait = max(0.0, min(wait, due - self.clock()))
         try:
             self.client.poll(wait)
-            if self.event_client is not self.client:
-                self.event_client.poll(0)   # the replies of Event patches
             for inf in self.informers:
                 inf.process()
         except APIError as e:
@@ -398,16 +390,13 @@ def run(server: str, profile_name: str = "default", log_path: str | None = None,
     profile = get_profile(profile_name)
     stop = stop if stop is not None else StopFlag()
     client = Client(server, component="scheduler", lab=lab)
-    events = Client(server, component="scheduler", lab=lab)
     from emulator.clock import WALL
     sched = Scheduler(client, profile, scheduler_name=scheduler_name,
-                      percentage_of_nodes_to_score=percentage_of_nodes_to_score, wall_clock=WALL,
-                      event_client=events)
+                      percentage_of_nodes_to_score=percentage_of_nodes_to_score, wall_clock=WALL)
     from emulator.component import start_with_backoff
     start_with_backoff(sched.start, stop, log)
     while not stop:
         sched.step(0.1)
     log.info("scheduler_stopping", scheduled=sched.scheduled)
-    events.close()
     client.close()
     return 0
