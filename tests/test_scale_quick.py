@@ -56,6 +56,9 @@ def test_quick_scale_suite_is_correct_at_scale():
     assert n["pods_check"]["ok"] and n["pods_check"]["expected"] == n["pods"], n["pods_check"]
     assert n["pods_at_bound"]["running"] == n["pods"] and n["pods_created_to_running_s"] is not None
     assert n["log_errors"]["count"] == 0, n["log_errors"]
+    roles = n["pods_phase_cpu"]["by_role_percent"]   # where the cores went while the pods started
+    assert {"apiserver", "scheduler", "controller-manager", "bench"} <= set(roles), roles
+    assert all(v >= 0 for v in roles.values()) and roles["apiserver"] > 0
     if scale_parts.hosts_supported():
         h = doc["hosts"]
         assert h["nodes"] == 2000 and "error" not in h, h.get("error")

@@ -44,8 +44,8 @@ def lab_pids(lab: Any) -> list[psutil.Process]:
         return []
 
 
-def idle_cpu_percent(lab: Any, seconds: float) -> dict[str, Any]:
-    """CPU of every lab process over ``seconds``, as percent of one core, from CPU-time deltas."""
+def cpu_snapshot(lab: Any) -> tuple[float, dict[int, float], list[psutil.Process]]:
+    """The CPU time of every lab process now (for ``cpu_since``)."""
     procs = lab_pids(lab)
     t0: dict[int, float] = {}
     for p in procs:
@@ -53,8 +53,12 @@ def idle_cpu_percent(lab: Any, seconds: float) -> dict[str, Any]:
             t0[p.pid] = sum(p.cpu_times()[:2])
         except psutil.Error:
             pass
-    w0 = time.monotonic()
-    time.sleep(seconds)   # a measurement window, not synchronisation
+    return time.monotonic(), t0, procs
+
+
+def cpu_since(lab: Any, snap: tuple[float, dict[int, float], list[psutil.Process]]) -> dict[str, Any]:
+    """CPU of every lab process since ``snap``, as percent of one core, in all and by role."""
+    w0, t0, procs = snap
     wall = time.monotonic() - w0
     by_role: dict[str, float] = {}
     roles = {p["pid"]: p["role"] for p in lab.processes()}
@@ -72,6 +76,13 @@ def idle_cpu_percent(lab: Any, seconds: float) -> dict[str, Any]:
     return {"percent_of_one_core": round(100 * total / wall, 1), "seconds": round(wall, 1),
             "processes": len(t0),
             "by_role_percent": {k: round(100 * v / wall, 1) for k, v in sorted(by_role.items())}}
+
+
+def idle_cpu_percent(lab: Any, seconds: float) -> dict[str, Any]:
+    """CPU of every lab process over ``seconds``, as percent of one core, from CPU-time deltas."""
+    snap = cpu_snapshot(lab)
+    time.sleep(seconds)   # a measurement window, not synchronisation
+    return cpu_since(lab, snap)
 
 
 def node_uss_mib(lab: Any) -> dict[str, Any]:
@@ -244,7 +255,13 @@ def lab_scale(nodes: int, profile: str = "default", idle_seconds: float = 20.0, 
             if pods:
                 names = [f"scale-{i}" for i in range(pods)]
                 out["pods"] = pods
+                snap, bench0 = cpu_snapshot(lab), time.process_time()
                 secs, at_bound, created = create_and_wait_running(lab.client, names, pods_timeout)
+                # Where the cores went while the pods started: every role, and this process's
+                # creates and watch (``bench``), over the whole pod phase.
+                out["pods_phase_cpu"] = cpu_since(lab, snap)
+                out["pods_phase_cpu"]["by_role_percent"]["bench"] = round(
+                    100 * (time.process_time() - bench0) / max(out["pods_phase_cpu"]["seconds"], 1e-9), 1)
                 out["pods_created_to_running_s"] = secs
                 out["pods_at_bound"] = {"bound_s": pods_timeout, **at_bound}
                 out["pods_check"] = pods_check(lab.client, set(created), set(lab.config.node_names))
