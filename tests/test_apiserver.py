@@ -299,3 +299,14 @@ def test_a_noreply_request_is_not_answered_unless_it_fails(c: Client) -> None:
     # ids in order: the valid post's rid - 2, the invalid one's rid - 1 (its error), the ping's
     assert seen[-2:] == [rid - 1, rid] and rid - 2 not in seen
     assert c.get("Event", "e1", "default")["reason"] == "Started"
+
+
+def test_a_noreply_that_is_not_a_boolean_is_refused_and_nothing_is_written(c: Client) -> None:
+    ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2", "namespace": "default"},
+          "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+          "reason": "Started", "message": "m", "type": "Normal"}
+    rid = c.send("create", object=ev, namespace="default", noreply="yes")
+    with pytest.raises(APIError) as e:
+        c.wait(rid)
+    assert e.value.code == "BadRequest" and 'envelope field "noreply": expected' in e.value.message
+    assert code_of(c.get, "Event", "e2", "default") == "NotFound"

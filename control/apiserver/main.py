@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--service-node-port-range", default="30000-32767",
                    help="port range NodePort Services' node ports are allocated from")
     p.add_argument("--event-ttl", type=parse_duration, default=3600.0,
-                   help="how long an Event is kept after its last update (kube-apiserver's flag; "
+                   help="how long an Event is kept after its last write (kube-apiserver's flag; "
                         "1h by default): 3600, 3600s, 60m or 1h")
     p.add_argument("--log-file", help="JSON lines log (default: stderr)")
     p.add_argument("--lab", help="the lab this apiserver belongs to (a field of every log line)")

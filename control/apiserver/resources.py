@@ -33,12 +33,12 @@ from control.apiserver import strategy
 from control.apiserver.admission import PersistentVolumeClaimResize, admit_create
 from control.storage.store import Store
 from emulator.api import errors
-from emulator.events import rfc3339
 from emulator.api.errors import APIError
 from emulator.api.meta import default_object, validate_object
 from emulator.api.patch import json_merge_patch, json_patch
 from emulator.api.registry import REGISTRY, ResourceType
 from emulator.api.selectors import parse_field_selector, parse_label_selector
+from emulator.events import rfc3339
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"

@@ -325,6 +325,8 @@ class APIServer:
             if rid.__class__ is not int or op.__class__ is not str:   # fast path above; field() words the error
                 rid = protocol.field(msg, "id", int, required=True)
                 op = protocol.field(msg, "op", str, required=True)
+            if "noreply" in msg:
+                protocol.field(msg, "noreply", bool)   # a wrong type is refused, naming the field
             if op == "hello":
                 return protocol.ok_reply(rid, self._op_hello(peer, msg))
             handler = self._handlers.get(op)

@@ -141,11 +141,24 @@ class Framework:
         check = pod_filter(pi)
         score = least_allocated_scorer(pi, self.weights)
         key = shape_key(pi, self.weights) if extra is None else None
+
+        def fit(ni: NodeInfo) -> tuple[int | None, Status | None]:
+            """Filter and score a node not known to fit; a plain node remembers the score."""
+            st = check(ni)
+            if st is None and extra is not None:
+                st = extra(ni)
+            if st is not None:
+                return None, st
+            s = score(ni)
+            if key is not None and ni.plain:
+                ni.fits[key] = s
+            return s, None
+
         if key is not None and n:
-            window = self._window(nodes, start, want, key, check, score)
+            window = self._window(nodes, start, want, key, fit)
             if window is not None:   # the next ``want`` nodes all fit
-                feasible, fit = window
-                scores.extend(fit)
+                feasible, known = window
+                scores.extend(known)
                 self.next_start_node_index = (start + want) % n
                 return feasible, statuses, want
         # Indices, not ``nodes[start:] + nodes[:start]``: that copy touched every NodeInfo (a
@@ -155,15 +168,10 @@ class Framework:
             processed += 1
             s = ni.fits.get(key)   # never for key None: only shapes are stored
             if s is None:
-                st = check(ni)
-                if st is None and extra is not None:
-                    st = extra(ni)
+                s, st = fit(ni)
                 if st is not None:
                     statuses[ni.name] = st
                     continue
-                s = score(ni)
-                if key is not None and ni.plain:
-                    ni.fits[key] = s
             feasible.append(ni)
             scores.append(s)
             if len(feasible) >= want:
@@ -173,23 +181,22 @@ class Framework:
         return feasible, statuses, processed
 
     @staticmethod
-    def _window(nodes: list[NodeInfo], start: int, want: int, key: str, check: Callable,
-                score: Callable) -> tuple[list[NodeInfo], list[int]] | None:
+    def _window(nodes: list[NodeInfo], start: int, want: int, key: str,
+                fit: Callable[[NodeInfo], tuple[int | None, Status | None]]
+                ) -> tuple[list[NodeInfo], list[int]] | None:
         """The common case in one pass: the ``want`` nodes from ``start`` all fit, and
         most are known to (``fits``). Their scores, or None as soon as one does not fit."""
         end = start + want
         window = nodes[start:end] if end <= len(nodes) else nodes[start:] + nodes[:end - len(nodes)]
-        fit = [ni.fits.get(key) for ni in window]
+        scores = [ni.fits.get(key) for ni in window]
         j = -1
-        while None in fit:   # filter and score the nodes that changed since a pod of this shape
-            j = fit.index(None, j + 1)
-            ni = window[j]
-            if check(ni) is not None:
+        while None in scores:   # filter and score the nodes that changed since a pod of this shape
+            j = scores.index(None, j + 1)
+            s, st = fit(window[j])
+            if st is not None:
                 return None
-            fit[j] = s = score(ni)
-            if ni.plain:
-                ni.fits[key] = s
-        return window, fit
+            scores[j] = s
+        return window, scores
 
     def select_host(self, nodes: list[NodeInfo], scores: list[int]) -> str:
         """The best-scoring node; a uniformly random one among equal bests."""

@@ -51,8 +51,9 @@ would mount. It is persisted with the rest of the state.
 Persistence: with ``state_path`` (the kubelet passes
 ``<root>/var/lib/kemu/runtime.json``) every change is appended to the
 runtime's journal (``emulator.runtime_state``: a record per sandbox or
-container that changed, compacted now and then) before the call returns, and
-the journal is replayed on construction, so a restarted kubelet process finds
+container that changed, compacted now and then) before the call returns, or,
+``buffered`` (the kubelet's runtime), at the next ``flush()``; the journal is
+replayed on construction, so a restarted kubelet process finds
 (and adopts) the containers it left running. Monotonic times are stored as
 they are: CLOCK_MONOTONIC is shared by every process on the machine.
 
