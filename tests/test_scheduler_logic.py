@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from control.scheduler.cache import Cache, NodeInfo
+from control.scheduler.cache import UNKNOWN, Cache, NodeInfo
 from control.scheduler.filters import (match_expression, match_node_selector_terms, run_filters,
                                        tolerates, untolerated_taint)
 from control.scheduler.framework import Framework, fit_error_message, num_feasible_nodes_to_find, schedule_one
@@ -449,7 +449,7 @@ def test_find_feasible_agrees_with_the_plugin_chain():
         all_nodes = c.node_infos()
         start = fw.next_start_node_index
         fit: list[int] = []
-        feasible, statuses, processed = fw.find_feasible(pi, all_nodes, extra, fit)
+        feasible, statuses, processed = fw.find_feasible(pi, c, extra, fit)
         assert fit == least_allocated(pi, feasible)   # remembered scores are never stale
         want_feasible, want_statuses = [], {}
         for k in range(processed):
@@ -464,6 +464,11 @@ def test_find_feasible_agrees_with_the_plugin_chain():
         assert processed == len(all_nodes) or len(feasible) == num_feasible_nodes_to_find(len(all_nodes))
         if feasible and j % 3 == 0:
             c.assume_pod(pi.pod, feasible[0].name, pi)
+        if j % 37 == 5:   # nodes join and change: slots move, and a changed node is filtered again
+            c.add_node(node(f"late{j}", cpu="2", memory="4Gi", pods=110))
+        elif j % 37 == 20:
+            c.add_node(node(f"n{j % 150}", cpu="1", memory="1Gi", pods=3,
+                            taints=[{"key": "a", "effect": "NoSchedule"}] if j % 2 else []))
 
 
 def test_fits_memo_is_dropped_at_every_node_change():
@@ -476,9 +481,10 @@ def test_fits_memo_is_dropped_at_every_node_change():
     p1 = pod("p1", cpu="400m", memory="100Mi")
     assert fw.schedule_one(p1, c).node == "n1"
     key = shape_key(pod_info(p1), ScoreWeights())
-    assert key in c.nodes["n1"].fits
+    slot = c.nodes["n1"].slot
+    assert c.shape_row(key)[slot] != UNKNOWN
     c.assume_pod(p1, "n1")
-    assert c.nodes["n1"].fits == {}
+    assert c.shape_row(key)[slot] == UNKNOWN
     assert fw.schedule_one(pod("p2", cpu="400m", memory="100Mi"), c).node == "n1"
     c.add_node(node("n1", cpu="1", memory="1Gi", pods=2, taints=[{"key": "a", "effect": "NoSchedule"}]))
     res = fw.schedule_one(pod("p3", cpu="400m", memory="100Mi"), c)
@@ -500,3 +506,17 @@ def test_select_host_breaks_ties_uniformly_with_the_same_draws_as_choice():
         seen[got] = seen.get(got, 0) + 1
     assert set(seen) == {"n1", "n2", "n4"} and min(seen.values()) > 800
     assert fw.select_host(nodes, [1, 9, 2, 3, 4]) == "n1"
+
+
+def test_score_rows_are_bounded_and_stay_right_when_shapes_outnumber_them():
+    from control.scheduler.cache import MAX_SHAPES
+    from control.scheduler.scoring import least_allocated
+    c = cache_of(*[node(f"n{i}", cpu="64", memory="256Gi", pods=500) for i in range(120)])
+    fw = Framework(random.Random(3), percentage_of_nodes_to_score=None)
+    for j in range(3 * MAX_SHAPES):
+        pi = pod_info(pod(f"p{j}", cpu=f"{10 + j % (MAX_SHAPES + 5)}m", memory="64Mi"))
+        fit: list[int] = []
+        feasible, _, _ = fw.find_feasible(pi, c, None, fit)
+        assert fit == least_allocated(pi, feasible)
+        assert len(c.score_rows) <= MAX_SHAPES
+        c.assume_pod(pi.pod, feasible[j % len(feasible)].name, pi)

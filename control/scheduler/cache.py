@@ -35,6 +35,8 @@ TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 PodKey = tuple[str, str]
+UNKNOWN = -1        # a score row's entry for a node not known to fit the shape (scores are 0..100)
+MAX_SHAPES = 32     # score rows kept; the oldest shape's row goes first
 
 
 def _q(fn: Any, v: Any, default: int = 0) -> int:
@@ -83,19 +85,24 @@ class NodeInfo:
     # ``plain``: schedulable and untainted; ``free``: allocatable minus requested (cpu,
     # memory, ephemeral-storage) and the pod slots left; ``fit``: allocatable cpu and memory
     # minus the non-zero requests, then allocatable cpu and memory (least_allocated's inputs).
-    # ``fits``: for a plain node, the pod shapes (``framework.shape_key``) known to fit it,
-    # with their least_allocated score; emptied at every change, so it is never stale.
+    # ``slot``: the node's index in the cache's ``node_infos()`` (-1: not a candidate);
+    # ``scores``: the cache's score rows (``Cache.shape_row``), shared by every NodeInfo of
+    # the cache; every change marks the node's slot UNKNOWN in each, so none is stale.
     plain: bool = True
     free: tuple[int, int, int, int] = (0, 0, 0, 0)
     fit: tuple[int, int, int, int] = (0, 0, 0, 0)
-    fits: dict[str, int] = field(default_factory=dict)
+    slot: int = -1
+    scores: dict[str, list[int]] | None = None
 
     def _derive(self) -> None:
         a, r, n = self.allocatable, self.requested, self.non_zero_requested
         self.plain = not self.unschedulable and not self.taints
         self.free = (a[0] - r[0], a[1] - r[1], a[2] - r[2], self.allowed_pods - len(self.pods))
         self.fit = (a[0] - n[0], a[1] - n[1], a[0], a[1])
-        self.fits = {}
+        if self.slot >= 0 and self.scores:
+            slot = self.slot
+            for row in self.scores.values():
+                row[slot] = UNKNOWN
 
     def set_node(self, node: dict) -> None:
         self.node = node
@@ -152,6 +159,14 @@ class Cache:
         self.assumed: set[PodKey] = set()
         self.zone_owner_counts: dict[str, dict[str, int]] = {}
         self._node_infos: list[NodeInfo] | None = None
+        # shape key -> each candidate's least_allocated score for a pod of that shape, by slot
+        # (``node_infos()`` order), or UNKNOWN: kept for plain nodes only, by the framework.
+        self.score_rows: dict[str, list[int]] = {}
+
+    def _new_node_info(self, name: str) -> NodeInfo:
+        ni = self.nodes[name] = NodeInfo(name)
+        ni.scores = self.score_rows
+        return ni
 
     # -- nodes --------------------------------------------------------------
     def add_node(self, node: dict) -> bool:
@@ -159,7 +174,7 @@ class Cache:
         name = node["metadata"]["name"]
         ni = self.nodes.get(name)
         if ni is None:
-            ni = self.nodes[name] = NodeInfo(name)
+            ni = self._new_node_info(name)
         before = ni.fingerprint() if ni.node is not None else None
         old_zone = ni.zone
         was_real = ni.node is not None
@@ -193,8 +208,24 @@ class Cache:
     def node_infos(self) -> list[NodeInfo]:
         """The schedulable candidates (shared list: do not mutate)."""
         if self._node_infos is None:
+            for ni in self.nodes.values():
+                ni.slot = -1
             self._node_infos = [self.nodes[n] for n in self.node_order]
+            for i, ni in enumerate(self._node_infos):
+                ni.slot = i
+            self.score_rows.clear()   # slots moved: every row starts again
         return self._node_infos
+
+    def shape_row(self, key: str) -> list[int]:
+        """The score row of pods of shape ``key``, one entry per ``node_infos()`` slot
+        (UNKNOWN until the framework fills it in); at most MAX_SHAPES rows are kept."""
+        n = len(self.node_infos())
+        row = self.score_rows.get(key)
+        if row is None:
+            if len(self.score_rows) >= MAX_SHAPES:
+                del self.score_rows[next(iter(self.score_rows))]
+            row = self.score_rows[key] = [UNKNOWN] * n
+        return row
 
     # -- pods ---------------------------------------------------------------
     def _zone_count(self, zone: str, owner: str, delta: int) -> None:
@@ -210,7 +241,7 @@ class Cache:
     def _place(self, key: PodKey, pod: dict, node_name: str, info: PodInfo | None = None) -> None:
         ni = self.nodes.get(node_name)
         if ni is None:
-            ni = self.nodes[node_name] = NodeInfo(node_name)
+            ni = self._new_node_info(node_name)
         if info is not None:
             req, nz, owner = info.requests, info.non_zero, info.owner
         else:
