@@ -142,6 +142,23 @@ def test_status_subresource_is_separate(c: Client) -> None:
     assert code_of(c.update, status_write, "status") == CONFLICT   # stale RV on status too
 
 
+def test_a_status_write_does_not_validate_the_stored_spec_again(c: Client, monkeypatch) -> None:
+    """As ValidatePodStatusUpdate: a status write keeps the stored spec, which was validated
+    when written; a spec write is validated in full."""
+    from emulator.api.kinds import pod_validation
+    calls: list[str] = []
+    real = pod_validation._validate_containers
+    monkeypatch.setattr(pod_validation, "_validate_containers",
+                        lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+    p = c.create(pod("web"))
+    assert "spec.containers" in calls
+    calls.clear()
+    after = c.update_status(dict(p, status={"phase": "Running"}))
+    assert after["status"]["phase"] == "Running" and calls == []
+    bad = dict(after, spec=dict(after["spec"], activeDeadlineSeconds=-1))
+    assert code_of(c.update, bad) == INVALID and "spec.containers" in calls
+
+
 def test_generation_bumps_on_spec_change(c: Client) -> None:
     p = c.create(pod("web"))
     p["spec"]["containers"][0]["image"] = "busybox:1.37"

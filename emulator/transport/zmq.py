@@ -59,6 +59,10 @@ class ZmqListener:
         recv = sock.recv
         more = sock.getsockopt
         while len(out) < max_frames:
+            # Ask before each recv after the first: a recv that fails costs pyzmq an
+            # exception, which ended every batch (4% of an idle 10,000-node lab's apiserver).
+            if out and not more(zmq.EVENTS) & zmq.POLLIN:
+                break
             try:
                 peer = recv(zmq.NOBLOCK)
             except zmq.Again:
