@@ -62,6 +62,7 @@ from emulator import logging as klog
 from emulator import netem
 from emulator.process import StopFlag, die_with_parent, settle_heap
 from emulator.profiles import Profile, get_profile
+from emulator.transport.zmq import EVENTS, POLLIN
 from node.host_node import HostedNode, NodeRun, NodeSpec
 
 MAX_WAIT = 0.5   # the longest sleep: how soon a stop (SIGTERM) is noticed
@@ -347,7 +348,7 @@ def _readable(sock: Any) -> bool:
     """Whether a ZeroMQ socket has a frame to read (reading EVENTS also re-arms its FD)."""
     if sock is None or sock.closed:
         return False
-    return bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    return bool(sock.getsockopt(EVENTS) & POLLIN)
 
 
 def run(server: str, specs: list[NodeSpec], profile_name: str, *, run_dir: str | None = None,

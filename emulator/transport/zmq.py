@@ -19,7 +19,13 @@ import zmq
 
 HWM = 100_000
 LISTEN_BACKLOG = 4096
-_SEND_MORE = zmq.NOBLOCK | zmq.SNDMORE
+# Plain ints for the hot paths: pyzmq's constants are enum flags, and each ``&`` or
+# ``|`` on one costs about a microsecond of Python enum machinery.
+NOBLOCK = int(zmq.NOBLOCK)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+RCVMORE = int(zmq.RCVMORE)
+_SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 
 
 def _context() -> zmq.Context:
@@ -54,31 +60,31 @@ class ZmqListener:
     def recv_batch(self, timeout: float, max_frames: int = 512) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         sock = self.sock
-        if not sock.poll(int(timeout * 1000), zmq.POLLIN):
+        if not sock.poll(int(timeout * 1000), POLLIN):
             return out
         recv = sock.recv
         more = sock.getsockopt
         while len(out) < max_frames:
             # Ask before each recv after the first: a recv that fails costs pyzmq an
             # exception, which ended every batch (4% of an idle 10,000-node lab's apiserver).
-            if out and not more(zmq.EVENTS) & zmq.POLLIN:
+            if out and not more(EVENTS) & POLLIN:
                 break
             try:
-                peer = recv(zmq.NOBLOCK)
+                peer = recv(NOBLOCK)
             except zmq.Again:
                 break
             # The rest of a multipart message is already here (ZeroMQ delivers
             # messages whole), and a ROUTER's routing id is always followed by at
             # least one part. Two plain recv calls cost half a recv_multipart; the
             # part's own ``more`` flag costs half a getsockopt(RCVMORE) call.
-            part = recv(zmq.NOBLOCK, copy=False)
+            part = recv(NOBLOCK, copy=False)
             frame = part.bytes
             if part.more:
                 # A DEALER sends one frame; extra frames make the request malformed,
                 # which the protocol layer reports (0xc1 is never valid msgpack).
                 extra = [frame]
-                while more(zmq.RCVMORE):
-                    extra.append(recv(zmq.NOBLOCK))
+                while more(RCVMORE):
+                    extra.append(recv(NOBLOCK))
                 frame = b"\xc1" + b"".join(extra)
             out.append((peer, frame))
         return out
@@ -88,7 +94,7 @@ class ZmqListener:
             # Two sends cost less than send_multipart; ROUTER_MANDATORY refuses an
             # unknown peer on the first part, and a message is queued whole.
             self.sock.send(peer, _SEND_MORE)
-            self.sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            self.sock.send(frame, NOBLOCK, copy=len(frame) < 65536)
             return True
         except zmq.ZMQError as e:
             if e.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
@@ -142,22 +148,22 @@ class ZmqConnection:
         assert sock is not None
         copy = len(frame) < 65536
         try:
-            sock.send(frame, zmq.NOBLOCK, copy=copy)
+            sock.send(frame, NOBLOCK, copy=copy)
             return
         except zmq.Again:   # not connected (yet), or the queue is full: wait a little
             pass
         if not sock.poll(int(self.connect_timeout * 1000), zmq.POLLOUT):
             raise ConnectionError(f"no connection to {self.address} within {self.connect_timeout:g}s")
-        sock.send(frame, zmq.NOBLOCK, copy=copy)
+        sock.send(frame, NOBLOCK, copy=copy)
 
     def recv(self, timeout: float) -> bytes | None:
         sock = self.sock
         assert sock is not None
         # A frame is usually waiting when pipelining: skip the poll. Asking the socket is
         # much cheaper than a recv that fails (pyzmq builds an exception for it).
-        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if sock.getsockopt(EVENTS) & POLLIN:
             try:
-                return sock.recv(zmq.NOBLOCK)
+                return sock.recv(NOBLOCK)
             except zmq.Again:
                 pass
         if timeout <= 0:
