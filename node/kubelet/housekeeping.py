@@ -11,7 +11,7 @@ Contract
   apiserver: a GET of one object a pod on this node references (None when
   it does not exist).
 * ``_housekeeping(now)`` is one eviction-manager pass: node disk usage
-  (apparent bytes under the node root) against the ephemeral-storage
+  (apparent bytes under the node root, ``volumes.usage.DirUsage``) against the ephemeral-storage
   capacity and ``profile.eviction_hard_nodefs_available`` sets DiskPressure
   (kept ``eviction_pressure_transition_period``; Node events
   NodeHasDiskPressure / NodeHasNoDiskPressure); pods over an emptyDir
@@ -40,7 +40,6 @@ from emulator.events import rfc3339
 from emulator.api.quantity import memory_bytes
 from node.kubelet import eviction, pressure, stats, sync
 from node.runtime.interface import RUNNING
-from node.volumes.manager import dir_usage
 
 if TYPE_CHECKING:
     from node.kubelet.kubelet import Kubelet
@@ -100,7 +99,7 @@ class PodVolumesAndEviction:
                     generation = None
             self._summary_generation = generation
         capacity = self.capacity_bytes
-        used = dir_usage(self.root_dir)
+        used = self.root_usage.measure()
         available = capacity - used
         threshold = eviction.threshold_bytes(self.profile.eviction_hard_nodefs_available, capacity)
         met = available < threshold

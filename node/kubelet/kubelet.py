@@ -90,6 +90,7 @@ from node.runtime.interface import (EXITED, RUNNING, SANDBOX_READY, ContainerSta
                                     CreateContainerError, PodSandbox, Runtime, StartContainerError)
 from node.volumes.manager import MountConfigError, VolumeManager
 from node.volumes.plugins import NodeContext
+from node.volumes.usage import DirUsage
 
 COMPONENT = "kubelet"
 IDLE_WAIT = 5.0   # the longest sleep of the node loop: a safety net under node_next_due
@@ -133,6 +134,7 @@ class Kubelet(PodVolumesAndEviction):
         self.admitted: dict[str, dict] = {}      # uid -> pod, non-terminal pods admitted here
         self.requests = PodMemo(admission.pod_requests)             # per admitted pod
         self.storage_limited = PodMemo(eviction.has_local_storage_limit)
+        self.root_usage = DirUsage(root_dir)   # the eviction manager's nodefs figure
         self.rejected: set[str] = set()
         self.finished: set[str] = set()          # uids this kubelet drove to Succeeded/Failed
         self.status = StatusManager(client, clock, client.timeout)   # pod status writes
