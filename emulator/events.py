@@ -37,6 +37,7 @@ Contract
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -61,6 +62,17 @@ def rfc3339(ts: float) -> str:
     """Kubernetes' second-precision timestamp (``metav1.Time``); one ``strftime`` per second:
     a pod start stamps about ten of them (Events, conditions, metadata)."""
     return _rfc3339_second(int(ts))
+
+
+def micro_time(ts: float) -> str:
+    """``metav1.MicroTime`` (a Lease's renewTime): ``rfc3339`` with microseconds, rounded
+    as ``datetime.fromtimestamp`` rounds them; the seconds come from the same cache."""
+    frac, whole = math.modf(ts)
+    us, sec = round(frac * 1e6), int(whole)
+    if us >= 1_000_000:
+        us -= 1_000_000
+        sec += 1
+    return f"{_rfc3339_second(sec)[:-1]}.{us:06d}Z"
 
 
 @lru_cache(maxsize=512)

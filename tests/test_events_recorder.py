@@ -108,3 +108,14 @@ def test_rfc3339_is_the_second_precision_stamp_and_its_cache_agrees():
     rng = random.Random(3)
     for ts in [0.0, 0.999, 1795775753.9999, *(rng.uniform(0, 4e9) for _ in range(2000))]:
         assert rfc3339(ts) == _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(int(ts)))
+
+
+def test_micro_time_is_strftime_with_microseconds_rounded_as_fromtimestamp_rounds():
+    import random
+    from datetime import datetime, timezone
+    from emulator.events import micro_time
+    rng = random.Random(5)
+    for ts in [0.0, 0.9999995, 1795775753.9999996, 1795775753.0000004, 1795775753.5,
+               *(rng.uniform(0, 4e9) for _ in range(5000))]:
+        want = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert micro_time(ts) == want, ts

@@ -12,13 +12,9 @@ Contract (the kubelet's ``nodelease`` controller)
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from emulator.events import micro_time
 
 LEASE_NAMESPACE = "kube-node-lease"
-
-
-def micro_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease_spec(node_name: str, duration: float, now: float) -> dict:
