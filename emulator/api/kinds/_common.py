@@ -6,6 +6,7 @@ mutate their input.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -26,7 +27,12 @@ _STANDARD_CONTAINER_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"}
 
 def is_rfc3339(value: Any) -> bool:
     """An RFC 3339 date-time, optionally with a fraction ("...T10:00:00.123456Z")."""
-    if not isinstance(value, str) or not _RFC3339_RE.match(value):
+    return isinstance(value, str) and _is_rfc3339(value)
+
+
+@lru_cache(maxsize=4096)   # an Event's, a condition's stamps repeat within their second
+def _is_rfc3339(value: str) -> bool:
+    if not _RFC3339_RE.match(value):
         return False
     try:
         datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
