@@ -14,7 +14,7 @@ from lab.chaos.resource_faults import (MAX_CPU_WORKERS, RESOURCE_KINDS, fill_siz
 from lab.paths import LabLayout
 from node.kubelet import pressure
 from node.runtime.interface import RUNNING, ContainerStatus
-from node.volumes.manager import dir_usage
+from node.volumes.usage import dir_usage
 from tests.conftest import poll_for
 
 GI = 2**30

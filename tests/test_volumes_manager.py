@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.volumes.manager import MountConfigError, VolumeManager, dir_usage
+from node.volumes.manager import MountConfigError, VolumeManager
+from node.volumes.usage import dir_usage
 from node.volumes.plugins import NodeContext
 
 

@@ -53,7 +53,7 @@ from emulator.api.quantity import memory_bytes
 from emulator.profiles import get_profile
 from node.kubelet import eviction, pressure
 from node.kubelet.stats import SUMMARY_FILE
-from node.volumes.manager import dir_usage
+from node.volumes.usage import dir_usage
 
 __all__ = ["RESOURCE_KINDS", "DiskFill", "MemoryPressure", "CpuStress", "fill_size", "hog_size",
            "MAX_CPU_WORKERS", "CPU_STRESS_CAP_SECONDS", "stop_workers"]

@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from node.runtime.interface import Mount
 from node.volumes.paths import PathEscape, pod_dir, pods_dir, safe_join
 from node.volumes.plugins import FAILED_MOUNT, Mounted, NodeContext, VolumeError, setup_volume
-
-DEFAULT_MAX_ENTRIES = 100_000
+from node.volumes.usage import DEFAULT_MAX_ENTRIES, dir_usage
 
 
 class MountConfigError(Exception):
@@ -49,28 +48,6 @@ class MountResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
     retry_at: float | None = None
     unmounted: list[str] = field(default_factory=list)
-
-
-def dir_usage(path: str, max_entries: int = DEFAULT_MAX_ENTRIES) -> int:
-    """Apparent bytes of the regular files under ``path`` (symlinks neither followed nor counted;
-    at most ``max_entries`` entries are visited)."""
-    total, seen, stack = 0, 0, [path]
-    while stack and seen < max_entries:
-        d = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                for e in it:
-                    seen += 1
-                    try:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                        elif e.is_file(follow_symlinks=False):
-                            total += e.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
 
 
 class VolumeManager:

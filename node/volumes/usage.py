@@ -2,11 +2,10 @@
 
 Contract
 --------
-* ``DirUsage(path, max_entries).measure()`` returns exactly what
-  ``manager.dir_usage(path, max_entries)`` returns: the apparent bytes of the
-  regular files under ``path`` (symlinks neither followed nor counted; the
-  walk stops before a directory once ``max_entries`` entries were seen), in
-  the same walk order.
+* ``dir_usage(path, max_entries)``: the apparent bytes of the regular files
+  under ``path`` (symlinks neither followed nor counted; the walk stops before
+  a directory once ``max_entries`` entries were seen). ``DirUsage(path,
+  max_entries).measure()`` returns the same, measured again and again.
 * The saving: a directory whose mtime is unchanged since it was listed is not
   listed again (opendir, getdents, close); one ``stat`` of the directory
   replaces them. Its files are still ``stat``-ed every time, since a file
@@ -26,9 +25,13 @@ import os
 import time
 from typing import Callable
 
-from node.volumes.manager import DEFAULT_MAX_ENTRIES
-
+DEFAULT_MAX_ENTRIES = 100_000
 RACY_NS = 2_000_000_000
+
+
+def dir_usage(path: str, max_entries: int = DEFAULT_MAX_ENTRIES) -> int:
+    """One measure of ``path`` (see the contract)."""
+    return DirUsage(path, max_entries).measure()
 
 
 class DirUsage:
