@@ -12,6 +12,7 @@ Contract (the kubelet's ``nodelease`` controller)
 from __future__ import annotations
 
 import random
+
 from emulator.events import micro_time
 
 LEASE_NAMESPACE = "kube-node-lease"

@@ -6,9 +6,9 @@ mutate their input.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import datetime
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from emulator.api.meta import invalid, is_qualified_name
