@@ -401,9 +401,14 @@ def test_every_node_binds_the_cluster_ip_and_the_kernel_spreads_connections(
             return out
 
         assert set(names(40)) == {b"a", b"b"}
+        # The client's side of each connection ends before the relay's side to the backend:
+        # wait for n1 to have closed them all, or stopping it resets the last one under the
+        # backend's feet (a race this test is not about).
+        poll_for(lambda: n1.stats((cip, port))["active"] == 0, 10, what="n1's relayed connections closed")
         n1.stop()            # the node dies: its listener is gone with it
         assert set(names(20)) == {b"b"}
         assert n1.stats((cip, port))["opened"] + n2.stats((cip, port))["opened"] == 60
+        poll_for(lambda: n2.stats((cip, port))["active"] == 0, 10, what="n2's relayed connections closed")
     finally:
         n1.stop()
         n2.stop()
