@@ -22,7 +22,6 @@ Contract: each hook receives fresh dicts it may change in place.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Iterable
 
 from emulator.api import errors
@@ -31,6 +30,7 @@ from emulator.api.kinds.apps import SCALABLE_KINDS
 from emulator.api.kinds.apps_validation import selector_string
 from emulator.api.kinds.batch import generate_job_selector
 from emulator.api.meta import invalid_error, validate_nonnegative_int
+from emulator.api.patch import json_copy
 from emulator.api.registry import ResourceType
 
 
@@ -51,7 +51,7 @@ _PREPARE_FOR_CREATE: dict[str, Callable[[dict], None]] = {
 def prepare_for_create(rt: ResourceType, obj: dict) -> None:
     status = _CREATE_STATUS.get(rt.kind)
     if status is not None:
-        obj["status"] = copy.deepcopy(status)
+        obj["status"] = json_copy(status)
     prepare = _PREPARE_FOR_CREATE.get(rt.kind)
     if prepare is not None:
         prepare(obj)
@@ -140,7 +140,7 @@ def apply_scale(rt: ResourceType, old: dict, scale: dict) -> dict:
     validate_nonnegative_int("spec.replicas", replicas, causes)
     if causes:
         raise invalid_error("Scale.autoscaling", name, causes)
-    new = copy.deepcopy(old)
+    new = json_copy(old)
     new["spec"] = dict(new.get("spec") or {}, replicas=replicas)
     rv = (scale.get("metadata") or {}).get("resourceVersion")
     if rv not in (None, ""):
