@@ -318,6 +318,22 @@ def test_a_noreply_request_is_not_answered_unless_it_fails(c: Client) -> None:
     assert c.get("Event", "e1", "default")["reason"] == "Started"
 
 
+def test_a_noreply_success_does_not_even_build_its_reply(c: Client, monkeypatch) -> None:
+    from control.apiserver import server
+    built: list[int] = []
+    for name in ("ok_reply", "ok_reply_packed"):
+        real = getattr(server.protocol, name)
+        monkeypatch.setattr(server.protocol, name, lambda rid, *a, _real=real: built.append(rid) or _real(rid, *a))
+    ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e3", "namespace": "default"},
+          "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+          "reason": "Started", "message": "m", "type": "Normal"}
+    c.post("create", object=ev, namespace="default")
+    rid = c.send("ping")
+    c.wait(rid)
+    assert rid in built and rid - 1 not in built   # the ping's reply, not the post's (rid - 1)
+    assert c.get("Event", "e3", "default")["reason"] == "Started"
+
+
 def test_a_noreply_that_is_not_a_boolean_is_refused_and_nothing_is_written(c: Client) -> None:
     ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2", "namespace": "default"},
           "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},

@@ -377,6 +377,8 @@ class APIServer:
                                                       f"internal error: {type(e).__name__}: {e}"))
         if result is _DEFERRED:
             return None
+        if msg.get("noreply") is True:
+            return _UNSENT   # succeeded, and nobody reads the reply: it is not built
         if result is self.store.last_obj:   # just written: reuse its packed bytes
             return protocol.ok_reply_packed(rid, self.store.last_packed)
         return protocol.ok_reply(rid, result)
@@ -541,3 +543,4 @@ class APIServer:
 
 
 _DEFERRED = object()
+_UNSENT = b""   # a noreply request's success: stands for the reply, never sent
