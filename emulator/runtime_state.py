@@ -2,7 +2,7 @@
 
 Contract
 --------
-Two formats share the path ``<root>/var/lib/kemu/runtime.json``:
+Two formats share the path ``<root>/var/lib/kemu/runtime.json`` (``state_path(root)``):
 
 * **document** (version 1, written by the process runtime): one JSON object
   ``{"version": 1, "sandboxes": [...], "containers": [...]}`` replaced
@@ -36,6 +36,11 @@ from typing import Any, Callable, Iterable
 JOURNAL_VERSION = 2
 COMPACT_FACTOR = 4
 COMPACT_SLACK = 256
+
+
+def state_path(root_dir: str) -> str:
+    """A node's runtime state file: ``<root>/var/lib/kemu/runtime.json``."""
+    return os.path.join(root_dir, "var", "lib", "kemu", "runtime.json")
 
 
 def _replay(head: dict, lines: list[str]) -> dict[str, Any]:

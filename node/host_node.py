@@ -83,18 +83,15 @@ class NodeRun:
                  wall: WallClock, host_stopping: Callable[[], bool] = lambda: False) -> None:
         from node.kubelet.kubelet import Kubelet
         from node.proxy.proxy import KubeProxy
-        from node.runtime.fake import FakeRuntime
         s = spec
         os.makedirs(s.root_dir, exist_ok=True)
         self.client = Client(server, component="kubelet", node=s.name, lab=lab)
         self.client.cancelled = lambda: self.closed or host_stopping()   # a stop never waits on the apiserver
-        runtime = FakeRuntime(profile, wall=wall,
-                              state_path=os.path.join(s.root_dir, "var", "lib", "kemu", "runtime.json"),
-                              buffered=True)   # the kubelet flushes at the end of each turn
+        # No runtime given: the kubelet's own default, the fake runtime on the node's journal.
         self.kubelet = Kubelet(self.client, profile, s.name, wall=wall, root_dir=s.root_dir,
                                zone=s.zone, cpu=s.cpu, memory=s.memory, pods=s.pods,
                                ephemeral_storage=s.ephemeral_storage, node_ip=s.node_ip,
-                               pod_cidr=s.pod_cidr, shared_root=s.shared_root, runtime=runtime)
+                               pod_cidr=s.pod_cidr, shared_root=s.shared_root)
         self.proxy = KubeProxy(self.client, profile, s.name, root_dir=s.root_dir, node_ip=s.node_ip,
                                forward=False)
         self.started = False

@@ -105,9 +105,9 @@ class PodKill:
 def _kill_process_containers(root: str, ns: str, pod: str, container: str | None) -> list[str]:
     from node.runtime.process import containers_dir
     from node.runtime.shim import alive
-    from emulator.runtime_state import read_state
+    from emulator.runtime_state import read_state, state_path
     try:
-        data = read_state(os.path.join(root, "var", "lib", "kemu", "runtime.json"))
+        data = read_state(state_path(root))
     except (OSError, ValueError):
         return []
     killed = []

@@ -67,6 +67,7 @@ import uuid
 from typing import Any, Callable
 
 from emulator import logging as klog
+from emulator import runtime_state
 from emulator.api import errors
 from emulator.api.errors import APIError
 from emulator.api.quantity import memory_bytes
@@ -116,9 +117,8 @@ class Kubelet(PodVolumesAndEviction):
         self.rng = rng or random.Random()
         if pod_cidr is None and node_index is not None:
             pod_cidr = ipam.pod_cidr_for_index(node_index)
-        self.runtime: Runtime = runtime or FakeRuntime(
-            profile, clock=clock, wall=wall,
-            state_path=os.path.join(root_dir, "var", "lib", "kemu", "runtime.json"), buffered=True)
+        self.runtime: Runtime = runtime or FakeRuntime(   # buffered: flushed at the end of each turn
+            profile, clock=clock, wall=wall, state_path=runtime_state.state_path(root_dir), buffered=True)
         self.cfg = node_status.NodeConfig(
             name=node_name, zone=zone, cpu=cpu, memory=memory, pods=pods,
             ephemeral_storage=ephemeral_storage, node_ip=node_ip, pod_cidr=pod_cidr or "",
@@ -508,8 +508,7 @@ def run(server: str, node_name: str, profile_name: str, root_dir: str, zone: str
                       node_ip=node_ip, pod_cidr=pod_cidr, node_index=node_index,
                       shared_root=shared_root,
                       runtime=make_runtime(runtime, profile=profile, root_dir=root_dir, node_name=node_name,
-                                           lab=lab, state_path=os.path.join(root_dir, "var", "lib", "kemu",
-                                                                            "runtime.json"),
+                                           lab=lab, state_path=runtime_state.state_path(root_dir),
                                            anchor_pid=os.getppid() if lab else os.getpid()))
     proxy = KubeProxy(client, profile, node_name, root_dir=root_dir, node_ip=node_ip,
                       forward=kubelet.runtime.name != "fake")   # real runtimes get real service traffic
