@@ -20,6 +20,9 @@ Contract
   of the same session on the same connection keeps its watches.
 * New watches are registered after the batch's events are sent, so a watch
   starting at revision R sees exactly the events after R.
+* Every ``snapshot_every`` records a snapshot is written by a forked child
+  while the loop goes on (``control.storage.background``); ``close()`` stops
+  one that is running (the WAL is whole: the next start replays it).
 * Metrics (``control.apiserver.metrics``): each request's latency, from its
   batch's arrival to its reply's release, and the watch counters.
 """
@@ -39,6 +42,7 @@ from control.apiserver.metrics import RequestMetrics, watch_metrics
 from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
+from control.storage.background import BackgroundSnapshot, Done
 from control.storage.committer import Committer
 from control.storage.store import Store
 from control.storage.wal import WriteAheadLog
@@ -107,6 +111,7 @@ class APIServer:
         self.log = get_logger()
         self.wal = WriteAheadLog(data_dir, fsync=fsync) if data_dir else None
         self.fsync = fsync
+        self.snapshots = BackgroundSnapshot(self.wal, fsync) if self.wal is not None else None
         self.commit_mode = commit_mode
         self.committer: Committer | None = None
         self.inflight: deque[tuple[int, list[tuple[bytes, bytes | None]], list, float, list]] = deque()
@@ -195,6 +200,12 @@ class APIServer:
         if self.committer is not None:
             self.committer.stop()
             self.committer = None
+        if self.snapshots is not None:
+            done = self.snapshots.abandon()
+            if done is not None and not done.ok:
+                self.log.info("snapshot abandoned", rev=done.rev, seconds=done.seconds)
+            else:
+                self._snapshot_done(done)
         if self.wal is not None:
             self.wal.commit()
             self.wal.close()
@@ -250,9 +261,12 @@ class APIServer:
             self.next_bookmark = now + self.bookmark_interval
             if self.hub.watchers:
                 self.hub.bookmark(self.released_rev, self._api_versions())
-        if self.wal is not None and self.wal.records_since_snapshot >= self.snapshot_every:
-            self._drain()
-            self._snapshot()
+        if self.snapshots is not None:
+            if self.snapshots.running:
+                self._snapshot_done(self.snapshots.poll())
+            elif self.wal.records_since_snapshot >= self.snapshot_every:
+                self._drain()   # the new segment must not race a sync
+                self._snapshot()
         return len(batch)
 
     def _expire_events(self) -> int:
@@ -303,11 +317,22 @@ class APIServer:
             self.wal.commit()
 
     def _snapshot(self) -> None:
-        t0 = time.monotonic()
-        assert self.wal is not None
-        self.wal.snapshot(self.store.rev, self.store.snapshot_items())
-        self.log.info("snapshot written", rev=self.store.rev, objects=self.store.count,
-                      seconds=round(time.monotonic() - t0, 3))
+        """Start a snapshot of the store as of now, written by a forked child while the
+        loop goes on (``control.storage.background``)."""
+        assert self.snapshots is not None
+        if self.snapshots.start(self.store.snapshot_items):
+            self.log.info("snapshot started", rev=self.snapshots.rev, objects=self.store.count,
+                          child=self.snapshots.pid, fork_ms=self.snapshots.fork_ms)
+
+    def _snapshot_done(self, done: Done | None) -> None:
+        if done is None:
+            return
+        if done.ok:
+            self.log.info("snapshot written", rev=done.rev, seconds=done.seconds)
+        else:
+            self.log.error("snapshot_failed", rev=done.rev, seconds=done.seconds, exit_code=done.exit_code,
+                           error="the snapshot's child failed; the log is kept whole and the "
+                                 "next snapshot is tried after the next round of records")
 
     def _send(self, peer: bytes, frame: bytes) -> bool:
         return self.transport.send(peer, frame)

@@ -12,7 +12,10 @@ Contract
 * A failed write/fsync poisons the WAL (``WALFailedError`` from then on): the
   page cache state is unknowable, so the process must restart and recover.
 * ``snapshot(rev, objects)`` commits, writes the snapshot crash-safely (see
-  ``snapshot.py``), starts a new segment, then deletes obsolete files: the
+  ``snapshot.py``), starts a new segment, then deletes obsolete files.
+  ``begin_snapshot()`` / ``finish_snapshot(rev)`` split it for a snapshot
+  written elsewhere (the apiserver writes it in a forked child, so the loop
+  does not stall): begin commits and starts the segment, finish deletes.  The
   newest ``keep_snapshots`` (default 2) snapshots stay, with every segment
   needed to replay from the oldest of them, so a corrupt newest snapshot can
   fall back to the previous one.  With ``keep_snapshots=1`` a
@@ -397,15 +400,32 @@ class WriteAheadLog:
         if rev < self._snapshot_rev:
             raise ValueError(f"snapshot rev {rev} is older than the last snapshot {self._snapshot_rev}")
         write_snapshot(self.data_dir, rev, objects, fsync=self._fsync)
-        self._snapshot_rev = rev
         self._last_rev = max(self._last_rev, rev)
         self._durable_rev = max(self._durable_rev, rev)
+        self._new_segment()
+        self.finish_snapshot(rev)
+
+    def begin_snapshot(self) -> int:
+        """Start a snapshot that someone else writes (``write_snapshot``; the apiserver's
+        forked child): commits, starts a new segment and returns the rev the snapshot
+        must hold, the state as of now.  Call ``finish_snapshot(rev)`` once it is on
+        disk; until then, and for ever if it never lands, nothing is deleted."""
+        self._check_usable()
+        self.commit()
+        self._new_segment()
+        return self._durable_rev
+
+    def finish_snapshot(self, rev: int) -> None:
+        """The snapshot of ``rev`` is durable: delete what it made obsolete."""
+        self._snapshot_rev = max(self._snapshot_rev, rev)
+        self._delete_obsolete()
+
+    def _new_segment(self) -> None:
         try:
             self._open_segment(self._durable_rev + 1)
         except BaseException as exc:
             self._failed = exc
             raise WALFailedError(f"could not start a new segment: {exc!r}") from exc
-        self._delete_obsolete()
         self.records_since_snapshot = 0
         self.bytes_since_snapshot = 0
 
@@ -417,6 +437,13 @@ class WriteAheadLog:
                 path.unlink()
         if self._fsync:
             fsync_dir(self.data_dir)
+
+    def close_lock_copy(self) -> None:
+        """In a forked child: close the child's copy of the lock file, so the lock lives as
+        long as the parent's (a flock belongs to the open file, shared across a fork)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def close(self) -> None:
         """Close files and release the directory lock.  Uncommitted records are discarded."""
