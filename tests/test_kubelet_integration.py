@@ -111,6 +111,107 @@ def test_a_deleted_lease_is_created_again(env):
     assert got["metadata"]["ownerReferences"][0]["kind"] == "Node"
 
 
+def _renewal_due(k: Kubelet, clock: FakeClock) -> None:
+    clock.t += 0.5
+    k.heartbeat.next_lease = clock.mono()
+
+
+def test_a_renewal_is_pipelined_and_its_reply_taken_on_a_later_turn(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    before = user.get("Lease", "node-1", "kube-node-lease")
+    _renewal_due(k, clock)
+    hb.run_due(clock.mono())
+    assert hb.lease_rid is not None                     # sent, not waited for
+    assert hb.next_lease > clock.mono()                 # the next renewal is already planned
+    assert hb.next_due() <= hb.lease_sent_at + k.client.timeout
+    hb.run_due(clock.mono())
+    assert hb.lease_rid is not None or hb.lease is not None   # nothing sent twice meanwhile
+    drive([k], clock, lambda: hb.lease_rid is None, what="the renewal's reply taken", advance=0.0)
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["spec"]["renewTime"] != before["spec"]["renewTime"]
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+
+
+def test_an_unanswered_renewal_is_given_up_and_renewed_again_at_once(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    sent: list[int] = []
+    real_send = k.client.send
+
+    def lost(op: str, **args: Any) -> int:   # the request goes nowhere: no reply will come
+        rid = next(k.client._ids)
+        k.client._outstanding.add(rid)
+        sent.append(rid)
+        return rid
+    k.client.send = lost  # type: ignore[method-assign]
+    _renewal_due(k, clock)
+    hb.run_due(clock.mono())
+    assert hb.lease_rid == sent[0]
+    clock.t += k.client.timeout / 2
+    hb.run_due(clock.mono())
+    assert hb.lease_rid == sent[0] and len(sent) == 1   # still waiting, nothing sent twice
+    k.client.send = real_send  # type: ignore[method-assign]
+    before = user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
+    clock.t += k.client.timeout
+    hb.run_due(clock.mono())    # given up, and renewed again in the same turn (waited for)
+    assert sent[0] not in k.client._outstanding and hb.lease_rid is None
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["spec"]["renewTime"] != before
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+
+
+def test_a_pipelined_renewal_that_conflicts_is_patched_at_once(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    user.patch("Lease", "node-1", {"metadata": {"labels": {"touched": "yes"}}}, namespace="kube-node-lease")
+    _renewal_due(k, clock)
+    hb.run_due(clock.mono())
+    assert hb.lease_rid is not None
+    drive([k], clock, lambda: hb.lease_rid is None and hb.lease is not None,
+          what="the Conflict answered by a patch", advance=0.0)
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["metadata"]["labels"] == {"touched": "yes"}
+    assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+
+
+def test_a_pipelined_renewal_of_a_deleted_lease_creates_it_at_once(env):
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    old_uid = user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"]
+    user.delete("Lease", "node-1", "kube-node-lease")
+    _renewal_due(k, clock)
+    hb.run_due(clock.mono())
+    assert hb.lease_rid is not None
+
+    def recreated() -> bool:
+        try:
+            return user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"] != old_uid
+        except APIError:
+            return False
+    # NotFound is answered, and the turn that takes it creates the Lease, with no renewal
+    # interval in between (the clock does not move).
+    drive([k], clock, recreated, what="the Lease created again", advance=0.0)
+    assert hb.lease_exists and hb.lease_rid is None
+
+
+def test_a_renewal_on_a_lossy_link_waits_for_its_reply(env, monkeypatch):
+    user, kubelet, clock = env
+    k = kubelet()
+    hb = k.heartbeat
+    monkeypatch.setattr(type(k.client), "lossy", property(lambda self: True))
+    before = user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
+    _renewal_due(k, clock)
+    hb.run_due(clock.mono())
+    assert hb.lease_rid is None   # waited: only a request waited for is retransmitted
+    assert user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"] != before
+
+
 def test_timers_due_within_the_slack_run_in_one_turn(env):
     """Lease, status and housekeeping coalesce: an idle node wakes once for them all."""
     user, kubelet, clock = env

@@ -17,8 +17,17 @@ and ``updateNodeStatus``)
 * A renewal is an update of the Lease last written (its resourceVersion, a
   new ``renewTime``), as the kubelet's lease controller does; a Conflict
   (someone else wrote it) falls back to a merge patch, NotFound creates it.
-  It waits for its reply. Pipelining it, as the lease controller runs beside
-  the pod workers, was measured and not kept (``docs/architecture.md``).
+* ``run_due`` pipelines the update, as the lease controller runs beside the
+  pod workers: it is sent and its reply taken on a later turn
+  (``Client.take_reply``), one renewal in flight at a time. A host's hundred
+  nodes then do not renew one round trip after another: with the apiserver's
+  round trip at 0.4 s, a blocking host could not renew each node within the
+  40 s grace period (``docs/architecture.md``). A reply not come within the
+  client's timeout is given up and the renewal sent again at once; a
+  Conflict or NotFound is answered at once by the patch or create. The first
+  Lease, the fallbacks, ``renew_lease()`` called directly and any renewal on
+  a lossy link (netem loss: only a request waited for is retransmitted) wait
+  for their reply.
 * ``next_due()`` is the monotonic time of the next due work.
 """
 from __future__ import annotations
@@ -57,6 +66,8 @@ class NodeHeartbeat:
         self.last_post = -1e18
         self.retry = profile.node_lease_renew_interval / 4
         self.lease: dict | None = None      # the Lease as last written
+        self.lease_rid: int | None = None   # a pipelined renewal in flight
+        self.lease_sent_at = 0.0
 
     def node_ref(self) -> dict:
         return {"kind": "Node", "apiVersion": "v1",
@@ -86,7 +97,10 @@ class NodeHeartbeat:
                             f"Node {self.cfg.name} status is now: NodeReady")
 
     def next_due(self) -> float:
-        return min(self.next_lease, self.next_status)
+        due = min(self.next_lease, self.next_status)
+        if self.lease_rid is not None:   # look back when the renewal in flight times out
+            due = min(due, self.lease_sent_at + self.client.timeout)
+        return due
 
     def run_due(self, now: float, soon: float | None = None) -> None:
         soon = now if soon is None else soon
@@ -102,9 +116,14 @@ class NodeHeartbeat:
                 self.next_status = now + self.retry
                 self.log.warning("node_status_update_failed", kind="Node", name=self.cfg.name,
                                  code=e.code, error=e.message)
-        if soon >= self.next_lease:
+        if self.lease_rid is not None:
+            self._collect_renewal(now)
+        if soon >= self.next_lease and self.lease_rid is None:
             try:
-                self.renew_lease(now)
+                if self.lease_exists and self.lease is not None and not self.client.lossy:
+                    self._send_renewal(now)
+                else:
+                    self.renew_lease(now)
             except APIError as e:
                 self.next_lease = now + self.retry
                 self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
@@ -128,15 +147,52 @@ class NodeHeartbeat:
         else:
             self.unchanged_for = key
 
+    def _renewed(self, spec: dict) -> dict:
+        """The Lease last written with ``spec`` (a new renewTime): the lease controller's
+        update, with its resourceVersion (the apiserver has no patch to merge)."""
+        assert self.lease is not None
+        return dict(self.lease, spec=dict(self.lease.get("spec") or {}, **spec))
+
+    def _send_renewal(self, now: float) -> None:
+        spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
+        self.lease_rid = self.client.send("update", object=self._renewed(spec))
+        self.lease_sent_at = now
+        self._next_renewal(now)
+
+    def _collect_renewal(self, now: float) -> None:
+        """Take the pipelined renewal's reply, or give it up after the client's timeout."""
+        assert self.lease_rid is not None
+        done, result = self.client.take_reply(self.lease_rid)
+        if not done:
+            if now - self.lease_sent_at <= self.client.timeout:
+                return
+            self.client.forget(self.lease_rid)
+            result = APIError(errors.TIMEOUT, f"no reply within {self.client.timeout:g}s")
+        self.lease_rid = None
+        if not isinstance(result, APIError):
+            self.lease = result
+            return
+        if result.code in (errors.CONFLICT, errors.NOT_FOUND, errors.TIMEOUT):
+            # Someone else wrote it (patch), it is gone (create), or the reply was lost:
+            # renew at once, waiting for the reply this time.
+            self.lease = None
+            if result.code == errors.NOT_FOUND:
+                self.lease_exists = False
+            self.next_lease = now
+        else:
+            self.next_lease = now + self.retry
+        if result.code != errors.CONFLICT:
+            self.log.warning("lease_renew_failed", kind="Lease", namespace=lease.LEASE_NAMESPACE,
+                             name=self.cfg.name, code=result.code, error=result.message)
+
     def renew_lease(self, now: float) -> None:
+        """Renew the Lease now and wait for the reply (the first Lease, the fallbacks)."""
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
         if self.lease_exists and self.lease is not None:
-            # As the lease controller does: an update of the Lease last written, with its
-            # resourceVersion (the apiserver has no patch to merge). A Conflict (someone
-            # else wrote it) falls back to a patch, which needs no resourceVersion.
+            # A Conflict (someone else wrote it) falls back to a patch, which needs no
+            # resourceVersion.
             try:
-                self.lease = self.client.update(dict(self.lease, spec=dict(self.lease.get("spec") or {},
-                                                                            **spec)))
+                self.lease = self.client.update(self._renewed(spec))
                 self._next_renewal(now)
                 return
             except APIError as e:
