@@ -7,6 +7,7 @@ in the child. ``ctx`` carries the lab's layout and configuration, the
 process's name and node index, and the apiserver's address; a node host's
 (role ``nodehost``) also its nodes (``members``: name, index), the ones to
 start (``start``; None: all) and its end of the supervisor's command channel.
+A node host lowers its priority by the lab's ``node_host_nice`` first.
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ def run_nodehost(ctx: ChildContext) -> None:
     from node.host import run
     from node.host_node import NodeSpec
     cfg = ctx.config
+    # Before the host's ZeroMQ threads start, so that they run at its priority too; the
+    # ctl server, started at the fork, keeps the supervisor's (chaos reaches a busy host).
+    os.nice(cfg.node_host_nice)
     specs = [NodeSpec(name, str(ctx.layout.node_root(name)), zone=cfg.zone_for(i), cpu=cfg.node_cpu,
                       memory=cfg.node_memory, pods=cfg.node_pods,
                       ephemeral_storage=cfg.node_ephemeral_storage, node_ip=cfg.node_ip(i),

@@ -10,7 +10,8 @@ IP ``127.32.0.0 + i`` (``node_ip(i)``: node-1 is 127.32.0.1). ``dns`` and
 metrics add-on's HTTP port on 127.0.0.1 (0: a free one).
 ``nodes_per_process`` K > 1 packs the nodes into node hosts (``node.host``),
 ``nodehost-1`` holding node-1..node-K and so on (``host_groups()``); hosts run
-the fake runtime only.
+the fake runtime only, ``node_host_nice`` (0..19) nice levels below the
+control plane (``NODE_HOST_NICE`` by default; see docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from lab.paths import check_lab_name
 RUNTIMES = ("fake", "process", "docker")
 NODE_IP_BASE = int(ipaddress.IPv4Address("127.32.0.0"))   # node i: 127.32.0.0 + i (its InternalIP)
 MAX_NODES = 16_384   # the pod-CIDR plan gives one /24 per node in 127.64.0.0/10
+# Node hosts yield the cores to the control plane, which in a cluster has machines of its own.
+NODE_HOST_NICE = 19
 
 
 def parse_runtime_for(specs: list[str] | None) -> dict[str, str]:
@@ -77,6 +80,7 @@ class LabConfig:
     node_names: list[str] = field(default_factory=list)
     runtime_for: dict[str, str] = field(default_factory=dict)   # per-node override: node -> runtime
     nodes_per_process: int = 1   # K > 1: K nodes in each node-host process (node.host)
+    node_host_nice: int = NODE_HOST_NICE   # the node hosts' nice increment (os.nice), 0..19
 
     @property
     def process_profile(self) -> str:
@@ -125,6 +129,10 @@ class LabConfig:
         k = self.nodes_per_process
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"--nodes-per-process: must be a whole number of at least 1, got {k!r}")
+        n = self.node_host_nice
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 19:
+            raise ValueError(f"--node-host-nice: must be a whole number from 0 (the control plane's "
+                             f"priority) to 19 (the lowest), got {n!r}")
         if k > 1:
             real = [n for n in self.node_names if self.runtime_for_node(n) != "fake"]
             if real:

@@ -44,7 +44,7 @@ import psutil
 import yaml
 
 from emulator.client import Client
-from lab.config import LabConfig, parse_runtime_for, parse_zones
+from lab.config import NODE_HOST_NICE, LabConfig, parse_runtime_for, parse_zones
 from lab.paths import (LabLayout, clear_current_if, get_current, lab_dir_for, labs_root,
                        set_current)
 from lab.storage_classes import ensure_storage_classes
@@ -109,7 +109,8 @@ class Lab:
                  zones: str | list[str] = "1", port: int = 0, dir: str | Path | None = None,
                  ready_timeout: float | None = None, make_current: bool = True, dns: bool = True,
                  dns_port: int = 0, runtime_for: dict[str, str] | list[str] | None = None,
-                 nodes_per_process: int = 1, metrics: bool = True, metrics_port: int = 0) -> None:
+                 nodes_per_process: int = 1, metrics: bool = True, metrics_port: int = 0,
+                 node_host_nice: int = NODE_HOST_NICE) -> None:
         self.config = LabConfig(name=name, nodes=nodes, profile=profile, runtime=runtime,
                                 runtime_for=(dict(runtime_for) if isinstance(runtime_for, dict)
                                              else parse_runtime_for(runtime_for)),
@@ -119,6 +120,7 @@ class Lab:
                                 port=port, dns=dns, dns_port=dns_port, metrics=metrics,
                                 metrics_port=metrics_port)
         self.config.nodes_per_process = nodes_per_process   # K > 1: node hosts (node.host)
+        self.config.node_host_nice = node_host_nice
         self.layout = LabLayout(Path(dir) if dir else lab_dir_for(name))
         self.ready_timeout = ready_timeout
         self.make_current = make_current

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from emulator import ctl
+from lab.config import NODE_HOST_NICE
 from lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,13 @@ def test_two_hosts_of_four_nodes_each_node_a_target_of_its_own() -> None:
             host = "nodehost-1" if i <= 4 else "nodehost-2"
             assert p["role"] == "node" and p["host"] == host and p["pid"] == hosts[host]["pid"]
         assert lab.ready_nodes() == 8
+        # the hosts yield the cores to the control plane; their ctl threads do not
+        api = next(p for p in procs.values() if p["role"] == "apiserver")
+        base = os.getpriority(os.PRIO_PROCESS, api["pid"])
+        for h in hosts.values():
+            nices = {t.id: os.getpriority(os.PRIO_PROCESS, t.id) for t in psutil.Process(h["pid"]).threads()}
+            assert nices[h["pid"]] == min(19, base + NODE_HOST_NICE), nices
+            assert base in nices.values(), nices   # the ctl server, started at the fork
         got = kemu("get", "nodes")
         assert got.returncode == 0, got.stderr
         assert sorted(ln.split()[0] for ln in got.stdout.splitlines()[1:]) == sorted(lab.nodes)
@@ -126,6 +134,14 @@ def test_node_hosts_refuse_a_real_runtime_and_bad_counts() -> None:
         LabConfig(nodes=4, nodes_per_process=2, runtime_for={"node-2": "process"}).validate()
     with pytest.raises(ValueError, match="--nodes-per-process: must be a whole number of at least 1"):
         LabConfig(nodes=4, nodes_per_process=0).validate()
+    for bad in (20, -1, "5", True):
+        with pytest.raises(ValueError, match=r"--node-host-nice: must be a whole number from 0 .* to 19"):
+            LabConfig(nodes=4, nodes_per_process=2, node_host_nice=bad).validate()
+    r = kemu("lab", "up", "--nodes", "2", "--nodes-per-process", "2", "--node-host-nice", "25",
+             "--name", "nh-bad")
+    assert r.returncode == 1 and "--node-host-nice: must be a whole number" in r.stderr
+    r = kemu("lab", "up", "--nodes", "2", "--node-host-nice", "low", "--name", "nh-bad")
+    assert r.returncode == 2 and "--node-host-nice" in r.stderr
     cfg = LabConfig(nodes=5, nodes_per_process=2).validate()
     assert cfg.host_groups() == [("nodehost-1", [("node-1", 1), ("node-2", 2)]),
                                  ("nodehost-2", [("node-3", 3), ("node-4", 4)]),

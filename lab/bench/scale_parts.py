@@ -235,6 +235,8 @@ def lab_scale(nodes: int, profile: str = "default", idle_seconds: float = 20.0, 
         os.environ["KEMU_HOME"] = tmp
         lab = _lab(nodes, profile, nodes_per_process,
                    **({"ready_timeout": ready_timeout} if ready_timeout else {}))
+        if lab.config.packed:
+            out["node_host_nice"] = lab.config.node_host_nice
         t0, wall0 = time.monotonic(), time.time()
         try:
             try:
