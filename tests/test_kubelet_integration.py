@@ -156,8 +156,10 @@ def test_an_unanswered_renewal_is_given_up_and_renewed_again_at_once(env):
     k.client.send = real_send  # type: ignore[method-assign]
     before = user.get("Lease", "node-1", "kube-node-lease")["spec"]["renewTime"]
     clock.t += k.client.timeout
-    hb.run_due(clock.mono())    # given up, and renewed again in the same turn (waited for)
-    assert sent[0] not in k.client._outstanding and hb.lease_rid is None
+    hb.run_due(clock.mono())    # given up, and renewed again in the same turn
+    assert sent[0] not in k.client._outstanding
+    assert hb.lease_rid is not None and hb.lease_rid != sent[0]
+    drive([k], clock, lambda: hb.lease_rid is None, what="the second renewal answered", advance=0.0)
     got = user.get("Lease", "node-1", "kube-node-lease")
     assert got["spec"]["renewTime"] != before
     assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
@@ -168,11 +170,26 @@ def test_a_pipelined_renewal_that_conflicts_is_patched_at_once(env):
     k = kubelet()
     hb = k.heartbeat
     user.patch("Lease", "node-1", {"metadata": {"labels": {"touched": "yes"}}}, namespace="kube-node-lease")
+    sent: list[str] = []
+    waited: list[str] = []
+    real_send, real_call = k.client.send, k.client._call
+
+    def send(op: str, **args: Any) -> int:
+        sent.append(op)
+        return real_send(op, **args)
+
+    def call(op: str, args: dict, **kw: Any) -> Any:
+        waited.append(op)
+        return real_call(op, args, **kw)
+    k.client.send = send  # type: ignore[method-assign]
+    k.client._call = call  # type: ignore[method-assign]
     _renewal_due(k, clock)
     hb.run_due(clock.mono())
-    assert hb.lease_rid is not None
-    drive([k], clock, lambda: hb.lease_rid is None and hb.lease is not None,
+    assert sent == ["update"] and hb.lease_rid is not None
+    # the Conflict is taken and, in the same turn, a patch sent: neither waited for
+    drive([k], clock, lambda: sent == ["update", "patch"] and hb.lease_rid is None,
           what="the Conflict answered by a patch", advance=0.0)
+    assert "patch" not in waited and "update" not in waited
     got = user.get("Lease", "node-1", "kube-node-lease")
     assert got["metadata"]["labels"] == {"touched": "yes"}
     assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]

@@ -24,10 +24,10 @@ and ``updateNodeStatus``)
   round trip at 0.4 s, a blocking host could not renew each node within the
   40 s grace period (``docs/architecture.md``). A reply not come within the
   client's timeout is given up and the renewal sent again at once; a
-  Conflict or NotFound is answered at once by the patch or create. The first
-  Lease, the fallbacks, ``renew_lease()`` called directly and any renewal on
-  a lossy link (netem loss: only a request waited for is retransmitted) wait
-  for their reply.
+  Conflict is answered at once by a patch, pipelined too; NotFound by a
+  create. The first Lease, the create, ``renew_lease()`` called directly and
+  any renewal on a lossy link (netem loss: only a request waited for is
+  retransmitted) wait for their reply.
 * ``next_due()`` is the monotonic time of the next due work.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ class NodeHeartbeat:
             self._collect_renewal(now)
         if soon >= self.next_lease and self.lease_rid is None:
             try:
-                if self.lease_exists and self.lease is not None and not self.client.lossy:
+                if self.lease_exists and not self.client.lossy:
                     self._send_renewal(now)
                 else:
                     self.renew_lease(now)
@@ -154,8 +154,14 @@ class NodeHeartbeat:
         return dict(self.lease, spec=dict(self.lease.get("spec") or {}, **spec))
 
     def _send_renewal(self, now: float) -> None:
+        """Send the update of the Lease last written, or a patch when that is unknown
+        (after a Conflict), without waiting."""
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
-        self.lease_rid = self.client.send("update", object=self._renewed(spec))
+        if self.lease is not None:
+            self.lease_rid = self.client.send("update", object=self._renewed(spec))
+        else:
+            self.lease_rid = self.client.send("patch", kind="Lease", name=self.cfg.name,
+                                              patch={"spec": spec}, namespace=lease.LEASE_NAMESPACE)
         self.lease_sent_at = now
         self._next_renewal(now)
 
@@ -173,9 +179,11 @@ class NodeHeartbeat:
             self.lease = result
             return
         if result.code in (errors.CONFLICT, errors.NOT_FOUND, errors.TIMEOUT):
-            # Someone else wrote it (patch), it is gone (create), or the reply was lost:
-            # renew at once, waiting for the reply this time.
-            self.lease = None
+            # Someone else wrote it (a patch next), it is gone (a create, waited for), or
+            # the reply was lost (the same again; a Conflict if it was applied after all):
+            # renew at once.
+            if result.code != errors.TIMEOUT:
+                self.lease = None
             if result.code == errors.NOT_FOUND:
                 self.lease_exists = False
             self.next_lease = now
@@ -186,7 +194,7 @@ class NodeHeartbeat:
                              name=self.cfg.name, code=result.code, error=result.message)
 
     def renew_lease(self, now: float) -> None:
-        """Renew the Lease now and wait for the reply (the first Lease, the fallbacks)."""
+        """Renew the Lease now and wait for the reply (the first Lease, a create, a lossy link)."""
         spec = lease.lease_spec(self.cfg.name, self.profile.node_lease_duration, self.wall())
         if self.lease_exists and self.lease is not None:
             # A Conflict (someone else wrote it) falls back to a patch, which needs no
