@@ -28,14 +28,12 @@ Contract
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import msgpack
 
 from control.apiserver.eventttl import EventExpiry
 from control.apiserver.metrics import RequestMetrics, watch_metrics
@@ -43,7 +41,7 @@ from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
 from control.storage.background import BackgroundSnapshot, Done
-from control.storage.committer import Committer
+from control.storage.committer import PIPELINE_ABOVE_S, Committer, measure_fdatasync
 from control.storage.store import Store
 from control.storage.wal import WriteAheadLog
 from emulator import protocol, transport
@@ -54,24 +52,6 @@ from emulator.api.selectors import parse_field_selector, parse_label_selector
 from emulator.logging import get_logger
 
 MUTATING = frozenset(("create", "update", "patch", "delete"))
-PIPELINE_ABOVE_S = 0.0003   # pipeline the commit when fdatasync takes longer than this
-
-
-def measure_fdatasync(directory: Any, samples: int = 8) -> float:
-    """The median time of a small write + fdatasync in ``directory``."""
-    path = os.path.join(str(directory), ".fsync-probe")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    times = []
-    try:
-        for _ in range(samples):
-            os.write(fd, b"x" * 256)
-            t0 = time.perf_counter()
-            os.fdatasync(fd)
-            times.append(time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        os.unlink(path)
-    return sorted(times)[len(times) // 2]
 DEDUPE_ENTRIES = 20_000
 
 
@@ -531,30 +511,8 @@ class APIServer:
             if not self._send(pw.peer, reply):
                 continue
             self.hub.add(w)
-            if pw.resource_version is None:
-                body_for = protocol.pack_event_body
-                for obj in self.store.iter_kind(w.kind, w.namespace):
-                    if w.matches(obj) and not self.hub.deliver(
-                            w, body_for("ADDED", msgpack.packb(obj, use_bin_type=True))):
-                        break
-                else:
-                    if w.bookmarks:   # the end of the initial listing, as watch-list marks it
-                        self.hub.deliver(w, body_for("BOOKMARK", msgpack.packb(
-                            {"kind": w.kind, "apiVersion": REGISTRY.by_kind(w.kind).api_version,
-                             "metadata": {"resourceVersion": str(rev), "annotations": {
-                                 "k8s.io/initial-events-end": "true"}}}, use_bin_type=True)))
-            else:
-                replay = []
-                for ev in reversed(self.store.history):
-                    if ev.rev <= pw.resource_version:
-                        break
-                    if ev.kind == w.kind:   # history holds every kind's events
-                        replay.append(ev)
-                for ev in reversed(replay):
-                    typ, obj = self.hub._transition(w, ev)
-                    if typ is not None and not self.hub.deliver(
-                            w, protocol.pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))):
-                        break
+            self.hub.backfill(w, self.store, pw.resource_version,
+                              REGISTRY.by_kind(w.kind).api_version)
 
     def _op_unwatch(self, peer: bytes, msg: dict) -> dict:
         wid = protocol.field(msg, "watch", int, required=True)

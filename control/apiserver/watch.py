@@ -192,6 +192,34 @@ class WatchHub:
                     body_cache[typ] = body
                 self.deliver(w, body)
 
+    def backfill(self, w: Watcher, store: Any, since: int | None, api_version: str) -> None:
+        """What a watch just added sees first: with no ``since``, every matching object as
+        ADDED, then (when it asked for bookmarks) the BOOKMARK that ends the initial
+        listing, as watch-list marks it; from revision ``since``, every event of its kind
+        after it, replayed from the store's history."""
+        if since is None:
+            for obj in store.iter_kind(w.kind, w.namespace):
+                if w.matches(obj) and not self.deliver(
+                        w, pack_event_body("ADDED", msgpack.packb(obj, use_bin_type=True))):
+                    return
+            if w.bookmarks:
+                self.deliver(w, pack_event_body("BOOKMARK", msgpack.packb(
+                    {"kind": w.kind, "apiVersion": api_version,
+                     "metadata": {"resourceVersion": str(store.rev), "annotations": {
+                         "k8s.io/initial-events-end": "true"}}}, use_bin_type=True)))
+            return
+        replay = []
+        for ev in reversed(store.history):
+            if ev.rev <= since:
+                break
+            if ev.kind == w.kind:   # history holds every kind's events
+                replay.append(ev)
+        for ev in reversed(replay):
+            typ, obj = self._transition(w, ev)
+            if typ is not None and not self.deliver(
+                    w, pack_event_body(typ, msgpack.packb(obj, use_bin_type=True))):
+                return
+
     def deliver(self, w: Watcher, body: bytes) -> bool:
         """Send one event (its ``pack_event_body``) to ``w``, numbered by ``w.sent``."""
         if self.send(w.peer, pack_event(w.wid, w.sent + 1, body)):

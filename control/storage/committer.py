@@ -8,12 +8,36 @@ reached it. ``wait_idle()`` blocks until everything requested is durable; the
 loop calls it before anything that must not race a sync (a segment change, a
 snapshot, closing). A failed sync is kept in ``error`` and re-raised by
 ``check()`` in the loop, which must then stop: the WAL is poisoned.
+``measure_fdatasync(dir)`` times the disk, for the choice between the
+committer and a sync in the loop (``PIPELINE_ABOVE_S``).
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
+from typing import Any
 
 from control.storage.wal import WriteAheadLog
+
+PIPELINE_ABOVE_S = 0.0003   # pipeline the commit when fdatasync takes longer than this
+
+
+def measure_fdatasync(directory: Any, samples: int = 8) -> float:
+    """The median time of a small write + fdatasync in ``directory``."""
+    path = os.path.join(str(directory), ".fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    times = []
+    try:
+        for _ in range(samples):
+            os.write(fd, b"x" * 256)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return sorted(times)[len(times) // 2]
 
 
 class Committer:
