@@ -86,6 +86,15 @@ def test_a_renewal_updates_the_lease_last_written(env):
     assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
 
 
+def _assert_patched_over(user: Client, hb: Any) -> None:
+    """The renewal kept what someone else wrote (a patch, not an update), and the
+    heartbeat holds the Lease as written."""
+    got = user.get("Lease", "node-1", "kube-node-lease")
+    assert got["metadata"]["labels"] == {"touched": "yes"}
+    assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]
+    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+
+
 def test_a_renewal_that_conflicts_falls_back_to_a_patch(env):
     user, kubelet, clock = env
     k = kubelet()
@@ -93,10 +102,7 @@ def test_a_renewal_that_conflicts_falls_back_to_a_patch(env):
     user.patch("Lease", "node-1", {"metadata": {"labels": {"touched": "yes"}}}, namespace="kube-node-lease")
     clock.t += 0.5
     hb.renew_lease(clock.mono())   # its update carries an old resourceVersion: Conflict, then a patch
-    got = user.get("Lease", "node-1", "kube-node-lease")
-    assert got["metadata"]["labels"] == {"touched": "yes"}
-    assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]
-    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+    _assert_patched_over(user, hb)
 
 
 def test_a_deleted_lease_is_created_again(env):
@@ -190,10 +196,7 @@ def test_a_pipelined_renewal_that_conflicts_is_patched_at_once(env):
     drive([k], clock, lambda: sent == ["update", "patch"] and hb.lease_rid is None,
           what="the Conflict answered by a patch", advance=0.0)
     assert "patch" not in waited and "update" not in waited
-    got = user.get("Lease", "node-1", "kube-node-lease")
-    assert got["metadata"]["labels"] == {"touched": "yes"}
-    assert got["spec"]["renewTime"] == hb.lease["spec"]["renewTime"]
-    assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
+    _assert_patched_over(user, hb)
 
 
 def test_a_pipelined_renewal_of_a_deleted_lease_creates_it_at_once(env):
