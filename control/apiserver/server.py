@@ -34,7 +34,6 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-
 from control.apiserver.eventttl import EventExpiry
 from control.apiserver.metrics import RequestMetrics, watch_metrics
 from control.apiserver.nodeauthorizer import authorize_get
