@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Any
 
-from lab.config import NODE_HOST_NICE
 from lab.paths import check_lab_name
 
 
@@ -64,9 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--timeout", type=float, help="seconds to wait for the nodes to be Ready")
     up.add_argument("--nodes-per-process", type=_count("--nodes-per-process"), default=1, metavar="K",
                     help="pack K nodes into each node-host process (fake runtime only; default 1)")
-    up.add_argument("--node-host-nice", type=int, default=NODE_HOST_NICE, metavar="N",
-                    help="run node hosts N nice levels below the control plane, 0..19 (default "
-                         f"{NODE_HOST_NICE}: the control plane has the cores first, as on machines of its own)")
+    up.add_argument("--node-host-nice", type=int, metavar="N",
+                    help="run node hosts N nice levels below the control plane, 0..19 (default: the "
+                         "lowest priority, so that the control plane has the cores first, as on "
+                         "machines of its own)")
     up.set_defaults(func=cmd_up)
 
     for name, fn, hlp in (("down", cmd_down, "stop a lab"), ("status", cmd_status, "the lab's processes"),
@@ -121,7 +121,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   node_cpu=args.node_cpu, node_memory=args.node_memory, node_pods=args.node_pods,
                   node_ephemeral_storage=args.node_ephemeral_storage, zones=args.zones, port=args.port, dir=args.dir, ready_timeout=args.timeout,
                   dns=not args.no_dns, dns_port=args.dns_port, nodes_per_process=args.nodes_per_process,
-                  node_host_nice=args.node_host_nice,
+                  **({} if args.node_host_nice is None else {"node_host_nice": args.node_host_nice}),
                   metrics=not args.no_metrics, metrics_port=args.metrics_port)
     except ValueError as e:
         return _fail(str(e))
