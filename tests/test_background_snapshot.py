@@ -147,6 +147,8 @@ def test_a_failed_child_is_logged_and_the_next_round_tries_again(tmp_path: Path,
             rig.create(i)
         poll_for(lambda: not snaps.running and any(ev == "snapshot written" for ev, _ in logged), 20,
                  what="the second snapshot written")
+        written = [kw for ev, kw in logged if ev == "snapshot written"]
+        assert written[0]["cpu_s"] > 0   # the child's own CPU time, from wait4
     finally:
         rig.close()
     assert _names(tmp_path / "store", "failed") == {f"cm-{i}" for i in range(50)}
@@ -159,7 +161,7 @@ def test_close_stops_a_running_child_and_loses_nothing(tmp_path: Path, gate: tup
         rig.create(i)
     snaps = rig.server.snapshots
     assert snaps is not None and snaps.running
-    rev, pid = snaps.rev, snaps.pid
+    pid = snaps.pid
     rig.close()   # the child is held mid-write: close does not wait for it
     assert not snaps.running
     with pytest.raises(ChildProcessError):
@@ -167,3 +169,31 @@ def test_close_stops_a_running_child_and_loses_nothing(tmp_path: Path, gate: tup
     assert not list((tmp_path / "store").glob("snapshot-*"))
     assert rig.server.wal is None
     assert _names(tmp_path / "store", "close") == {f"cm-{i}" for i in range(25)}
+
+
+@pytest.mark.timeout(60)
+def test_the_next_snapshot_waits_for_as_many_records_as_the_last_one_packed(tmp_path: Path) -> None:
+    """A fixed interval made a snapshot's cost per write grow with the store; the next one
+    waits until the log has grown by the last one's objects (and by ``snapshot_every``)."""
+    rig = Rig(tmp_path / "store", "base", snapshot_every=10**9)
+    snaps, wal = rig.server.snapshots, rig.server.wal
+    assert snaps is not None and wal is not None
+    try:
+        for i in range(30):
+            rig.create(i)
+        rig.server.snapshot_every = 5
+        i = 30
+        rig.create(i)   # the turn after it starts the first snapshot, of 31 objects or more
+        poll_for(lambda: not snaps.running and wal._snapshot_rev > 0, 20, what="the first snapshot written")
+        first, base = wal._snapshot_rev, rig.server.snapshot_base
+        assert base >= 31
+        i += 1
+        for _ in range(base - wal.records_since_snapshot - 1):   # one record short: none yet
+            rig.create(i)
+            i += 1
+        assert not snaps.running and wal._snapshot_rev == first
+        rig.create(i)
+        poll_for(lambda: not snaps.running and wal._snapshot_rev > first, 20, what="the second snapshot written")
+        assert rig.server.snapshot_base >= 2 * base - 1
+    finally:
+        rig.close()

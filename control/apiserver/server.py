@@ -20,9 +20,16 @@ Contract
   of the same session on the same connection keeps its watches.
 * New watches are registered after the batch's events are sent, so a watch
   starting at revision R sees exactly the events after R.
-* Every ``snapshot_every`` records a snapshot is written by a forked child
-  while the loop goes on (``control.storage.background``); ``close()`` stops
-  one that is running (the WAL is whole: the next start replays it).
+* A snapshot is written by a forked child while the loop goes on
+  (``control.storage.background``) once the log since the last one holds at
+  least ``snapshot_every`` records and at least as many as the store held
+  objects when the last one started (after a restart: when it recovered), as
+  Redis rewrites its append-only file once it has doubled
+  (``auto-aof-rewrite-percentage 100``). A snapshot packs at most its base
+  plus the records since, so its cost per write stays bounded however large
+  the store grows, where a fixed interval made it grow with the store.
+  ``close()`` stops a child that is running (the WAL is whole: the next start
+  replays it).
 * Metrics (``control.apiserver.metrics``): each request's latency, from its
   batch's arrival to its reply's release, and the watch counters.
 """
@@ -86,6 +93,7 @@ class APIServer:
         self.max_frame_bytes = max_frame_bytes
         self.bookmark_interval = bookmark_interval
         self.snapshot_every = snapshot_every
+        self.snapshot_base = 0   # objects in the store when the last snapshot started
         self.clock = clock
         self.log = get_logger()
         self.wal = WriteAheadLog(data_dir, fsync=fsync) if data_dir else None
@@ -127,6 +135,7 @@ class APIServer:
         """Recover the store, then bind. Returns the bound address."""
         t0 = time.monotonic()
         self.recovery = self.store.recover()
+        self.snapshot_base = self.store.count
         self.event_expiry.rebuild(self.store, self.clock())
         self.resources.rebuild_hooks()
         self.resources.ensure_system_namespaces()
@@ -243,7 +252,7 @@ class APIServer:
         if self.snapshots is not None:
             if self.snapshots.running:
                 self._snapshot_done(self.snapshots.poll())
-            elif self.wal.records_since_snapshot >= self.snapshot_every:
+            elif self.wal.records_since_snapshot >= max(self.snapshot_every, self.snapshot_base):
                 self._drain()   # the new segment must not race a sync
                 self._snapshot()
         return len(batch)
@@ -300,6 +309,7 @@ class APIServer:
         loop goes on (``control.storage.background``)."""
         assert self.snapshots is not None
         if self.snapshots.start(self.store.snapshot_items):
+            self.snapshot_base = self.store.count
             self.log.info("snapshot started", rev=self.snapshots.rev, objects=self.store.count,
                           child=self.snapshots.pid, fork_ms=self.snapshots.fork_ms)
 
@@ -307,9 +317,10 @@ class APIServer:
         if done is None:
             return
         if done.ok:
-            self.log.info("snapshot written", rev=done.rev, seconds=done.seconds)
+            self.log.info("snapshot written", rev=done.rev, seconds=done.seconds, cpu_s=round(done.cpu_s, 4))
         else:
-            self.log.error("snapshot_failed", rev=done.rev, seconds=done.seconds, exit_code=done.exit_code,
+            self.log.error("snapshot_failed", rev=done.rev, seconds=done.seconds, cpu_s=round(done.cpu_s, 4),
+                           exit_code=done.exit_code,
                            error="the snapshot's child failed; the log is kept whole and the "
                                  "next snapshot is tried after the next round of records")
 

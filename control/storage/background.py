@@ -47,6 +47,7 @@ class Done:
     ok: bool
     seconds: float
     exit_code: int   # the child's exit status (negative: the signal that killed it)
+    cpu_s: float = 0.0   # the child's CPU time, user and system (what the snapshot cost the cores)
 
 
 class BackgroundSnapshot:
@@ -101,15 +102,17 @@ class BackgroundSnapshot:
     def _reap(self, flags: int) -> Done | None:
         if self.pid is None:
             return None
+        cpu = 0.0
         try:
-            pid, status = os.waitpid(self.pid, flags)
+            pid, status, usage = os.wait4(self.pid, flags)
+            cpu = usage.ru_utime + usage.ru_stime
         except ChildProcessError:   # reaped elsewhere: what it did is unknown, so keep the log
             pid, status = self.pid, 1 << 8
         if pid == 0:
             return None
         self.pid = None
         code = os.waitstatus_to_exitcode(status)
-        done = Done(self.rev, code == 0, round(time.monotonic() - self.started_at, 3), code)
+        done = Done(self.rev, code == 0, round(time.monotonic() - self.started_at, 3), code, cpu)
         if done.ok:
             self.wal.finish_snapshot(self.rev)
         else:   # killed mid-write: its temporary file is left (an exception removes its own)
