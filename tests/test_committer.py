@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from control.storage.committer import Committer
+from control.apiserver import server as server_module
+from control.storage.committer import Committer, SyncLatency
 from control.storage.wal import WALFailedError, WriteAheadLog
 from emulator.client import Client
 from tests.test_apiserver import cm
@@ -80,3 +81,38 @@ def test_pipelined_writes_and_watch_through_a_syncing_server(threaded_server, tm
         assert writer.get("ConfigMap", "c299", "default")["metadata"]["resourceVersion"] == str(revs[-1])
     finally:
         writer.close(), reader.close()
+
+
+def test_sync_latency_takes_a_windows_median_so_a_lone_slow_sync_changes_nothing() -> None:
+    lat = SyncLatency(limit=0.001, window=8)
+    assert not any(lat.observe(s) for s in [0.0001] * 7 + [0.5])   # one slow sync among eight
+    assert lat.median == 0.0001 and lat.samples == []
+    assert not any(lat.observe(s) for s in [0.002] * 4 + [0.0001] * 3)   # a window not yet full
+    assert lat.observe(0.002)   # five of eight over the limit: the median is
+    assert lat.median == 0.002
+
+
+@pytest.mark.parametrize("limit,pipelined", [(-1.0, True), (3600.0, False)])
+def test_auto_pipelines_from_when_the_loops_syncs_are_slower_than_the_limit(
+        threaded_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: float, pipelined: bool) -> None:
+    monkeypatch.setattr(server_module, "measure_fdatasync", lambda _dir: 0.0)   # an idle disk at start
+    srv = threaded_server("tcp://127.0.0.1:0", str(tmp_path / "auto"), fsync=True, commit_mode="auto")
+    assert srv.server.committer is None and srv.server.recovery["commit_mode"] == "sync"
+    srv.server.sync_latency.limit = limit   # -1: every sync counts as slow; 3600: none does
+    client = Client(srv.address)
+    try:
+        for i in range(64):   # one create a turn: 64 syncs, a full window
+            client.create(cm(f"c{i}"))
+        client.create(cm("after"))   # a later turn: the switch, if any, is made
+        assert (srv.server.committer is not None) is pipelined
+        assert srv.server.recovery["commit_mode"] == ("pipelined" if pipelined else "sync")
+        results = client.pipeline([("create", {"object": cm(f"p{i}")}) for i in range(100)])
+        assert all(isinstance(r, dict) for r in results)
+    finally:
+        client.close()
+        srv.stop()
+    wal = WriteAheadLog(tmp_path / "auto")
+    try:
+        assert wal.recover().rev == int(results[-1]["metadata"]["resourceVersion"])
+    finally:
+        wal.close()

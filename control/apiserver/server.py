@@ -47,7 +47,7 @@ from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
 from control.storage.background import BackgroundSnapshot, Done
-from control.storage.committer import PIPELINE_ABOVE_S, Committer, measure_fdatasync
+from control.storage.committer import PIPELINE_ABOVE_S, Committer, SyncLatency, measure_fdatasync
 from control.storage.store import Store
 from control.storage.wal import WriteAheadLog
 from emulator import protocol, transport
@@ -101,6 +101,7 @@ class APIServer:
         self.snapshots = BackgroundSnapshot(self.wal, fsync) if self.wal is not None else None
         self.commit_mode = commit_mode
         self.committer: Committer | None = None
+        self.sync_latency: SyncLatency | None = None   # "auto" syncing in the loop: when to stop
         self.inflight: deque[tuple[int, list[tuple[bytes, bytes | None]], list, float, list]] = deque()
         self.written_rev = 0      # the last revision written to the WAL
         self.released_rev = 0     # every event up to here has been sent to watchers
@@ -164,8 +165,21 @@ class APIServer:
             latency = measure_fdatasync(self.wal.data_dir)
             pipelined = latency > PIPELINE_ABOVE_S
             self.recovery["fdatasync_ms"] = round(latency * 1000, 3)
+            if not pipelined:   # the probe saw an idle disk: keep timing the loop's syncs
+                self.sync_latency = SyncLatency()
         self.recovery["commit_mode"] = "pipelined" if pipelined else "sync"
         return pipelined
+
+    def _pipeline_from_now(self) -> None:
+        """"auto" found the loop's syncs slower than the limit under load: from the next
+        batch on, a committer thread syncs. For the server's life: going back would flap."""
+        assert self.wal is not None and self.sync_latency is not None
+        self.committer = Committer(self.wal)
+        self.log.info("commit_mode_changed", commit_mode="pipelined", previous="sync",
+                      fdatasync_median_ms=round(self.sync_latency.median * 1000, 3),
+                      limit_ms=round(PIPELINE_ABOVE_S * 1000, 3))
+        self.recovery["commit_mode"] = "pipelined"
+        self.sync_latency = None
 
     @property
     def address(self) -> str:
@@ -230,8 +244,10 @@ class APIServer:
             events = self.store.take_pending()
             self.event_expiry.observe(events, self.clock())
             if self.committer is None:
-                self._commit()
+                synced = self._commit()
                 self._release(replies, events, self.store.rev, t0, reqs)
+                if synced and self.sync_latency is not None and self.sync_latency.observe(self.wal.last_sync_s):
+                    self._pipeline_from_now()
             else:
                 if self.wal.needs_rotation:   # a new segment must not race a sync
                     self._drain()
@@ -300,9 +316,9 @@ class APIServer:
             self.committer.wait_idle()
             self._release_durable()
 
-    def _commit(self) -> None:
-        if self.wal is not None:
-            self.wal.commit()
+    def _commit(self) -> int:
+        """Make the buffered records durable; how many there were (0: nothing synced)."""
+        return self.wal.commit() if self.wal is not None else 0
 
     def _snapshot(self) -> None:
         """Start a snapshot of the store as of now, written by a forked child while the

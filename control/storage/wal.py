@@ -59,6 +59,7 @@ import fcntl
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ class WriteAheadLog:
         self._failed: BaseException | None = None
         self.records_since_snapshot = 0
         self.bytes_since_snapshot = 0
+        self.last_sync_s = 0.0   # how long the last fdatasync took
 
     @property
     def rev(self) -> int:
@@ -349,10 +351,12 @@ class WriteAheadLog:
         thread than ``write``, but never together with a segment change."""
         size = self._seg_size
         if self._fsync:
+            t0 = time.perf_counter()
             try:
                 os.fdatasync(self._fd)  # type: ignore[arg-type]
             except BaseException as exc:
                 self._poison(exc)
+            self.last_sync_s = time.perf_counter() - t0
         self._synced_size = max(self._synced_size, size)
 
     def mark_durable(self, rev: int) -> None:
