@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from control.apiserver import server as server_module
 from control.storage.committer import Committer, SyncLatency
 from control.storage.wal import WALFailedError, WriteAheadLog
 from emulator.client import Client
+from tests.conftest import poll_for
 from tests.test_apiserver import cm
 
 
@@ -116,3 +118,35 @@ def test_auto_pipelines_from_when_the_loops_syncs_are_slower_than_the_limit(
         assert wal.recover().rev == int(results[-1]["metadata"]["resourceVersion"])
     finally:
         wal.close()
+
+
+def test_a_loop_with_nothing_to_do_waits_for_the_sync_not_the_socket(
+        threaded_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a sync running and no frame waiting, the loop blocks until the committer says the
+    batch is durable (a poll with a sub-millisecond timeout became 0, and it spun)."""
+    held, waited = threading.Event(), []
+    real_wait = Committer.wait_durable
+
+    def wait_durable(self: Committer, rev: int, timeout: float) -> bool:
+        waited.append(rev)
+        return real_wait(self, rev, timeout)
+    monkeypatch.setattr(Committer, "wait_durable", wait_durable)
+    srv = threaded_server("tcp://127.0.0.1:0", str(tmp_path / "held"), fsync=True, commit_mode="pipelined")
+    wal = srv.server.wal
+    real_sync = wal.sync
+
+    def held_sync() -> None:
+        assert held.wait(30)
+        real_sync()
+    monkeypatch.setattr(wal, "sync", held_sync)
+    client = Client(srv.address)
+    try:
+        rid = client.send("create", object=cm("held"))
+        poll_for(lambda: bool(waited), 10, what="the loop waiting on the held sync")
+        assert waited[0] == srv.server.inflight[0][0] and not client.take_reply(rid)[0]
+        held.set()
+        reply = client.wait(rid)
+        assert int(reply["metadata"]["resourceVersion"]) == waited[0]
+    finally:
+        held.set()
+        client.close()

@@ -225,9 +225,13 @@ class APIServer:
         thread while the loop goes on with the next batch; its replies and watch
         events are sent, in order, once the sync covering it has finished.
         """
-        if self.inflight:
-            timeout = min(timeout, 0.0005)   # a sync is running: look back soon
-        batch = self.transport.recv_batch(timeout, self.max_batch)
+        if self.inflight:   # a sync is running: take what came, else wait for the sync, not the socket
+            batch = self.transport.recv_batch(0, self.max_batch)
+            if not batch:
+                assert self.committer is not None
+                self.committer.wait_durable(self.inflight[0][0], timeout)
+        else:
+            batch = self.transport.recv_batch(timeout, self.max_batch)
         expired = self._expire_events()
         if batch or expired:
             t0 = time.perf_counter()
