@@ -90,7 +90,7 @@ def test_sync_latency_takes_a_windows_median_so_a_lone_slow_sync_changes_nothing
     assert not any(lat.observe(s) for s in [0.0001] * 7 + [0.5])   # one slow sync among eight
     assert lat.median == 0.0001 and lat.samples == []
     assert not any(lat.observe(s) for s in [0.002] * 4 + [0.0001] * 3)   # a window not yet full
-    assert lat.observe(0.002)   # five of eight over the limit: the median is
+    assert lat.observe(0.002)   # five of eight over the limit: so is the median
     assert lat.median == 0.002
 
 
