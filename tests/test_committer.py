@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control.apiserver import server as server_module
+from control.apiserver import commit as commit_module
 from control.storage.committer import Committer, SyncLatency
 from control.storage.wal import WALFailedError, WriteAheadLog
 from emulator.client import Client
@@ -58,7 +58,7 @@ def test_a_failed_sync_is_raised_in_the_loop(tmp_path: Path, monkeypatch: pytest
 def test_pipelined_writes_and_watch_through_a_syncing_server(threaded_server, tmp_path: Path) -> None:
     srv = threaded_server("tcp://127.0.0.1:0", str(tmp_path / "synced"), fsync=True,
                           commit_mode="pipelined")
-    assert srv.server.committer is not None
+    assert srv.server.commits.committer is not None
     writer, reader = Client(srv.address), Client(srv.address)
     try:
         w = reader.watch("ConfigMap", "default", resource_version=reader.ping()["resourceVersion"],
@@ -97,16 +97,16 @@ def test_sync_latency_takes_a_windows_median_so_a_lone_slow_sync_changes_nothing
 @pytest.mark.parametrize("limit,pipelined", [(-1.0, True), (3600.0, False)])
 def test_auto_pipelines_from_when_the_loops_syncs_are_slower_than_the_limit(
         threaded_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: float, pipelined: bool) -> None:
-    monkeypatch.setattr(server_module, "measure_fdatasync", lambda _dir: 0.0)   # an idle disk at start
+    monkeypatch.setattr(commit_module, "measure_fdatasync", lambda _dir: 0.0)   # an idle disk at start
     srv = threaded_server("tcp://127.0.0.1:0", str(tmp_path / "auto"), fsync=True, commit_mode="auto")
-    assert srv.server.committer is None and srv.server.recovery["commit_mode"] == "sync"
-    srv.server.sync_latency.limit = limit   # -1: every sync counts as slow; 3600: none does
+    assert srv.server.commits.committer is None and srv.server.recovery["commit_mode"] == "sync"
+    srv.server.commits.sync_latency.limit = limit   # -1: every sync counts as slow; 3600: none does
     client = Client(srv.address)
     try:
         for i in range(64):   # one create a turn: 64 syncs, a full window
             client.create(cm(f"c{i}"))
         client.create(cm("after"))   # a later turn: the switch, if any, is made
-        assert (srv.server.committer is not None) is pipelined
+        assert (srv.server.commits.committer is not None) is pipelined
         assert srv.server.recovery["commit_mode"] == ("pipelined" if pipelined else "sync")
         results = client.pipeline([("create", {"object": cm(f"p{i}")}) for i in range(100)])
         assert all(isinstance(r, dict) for r in results)
@@ -143,7 +143,7 @@ def test_a_loop_with_nothing_to_do_waits_for_the_sync_not_the_socket(
     try:
         rid = client.send("create", object=cm("held"))
         poll_for(lambda: bool(waited), 10, what="the loop waiting on the held sync")
-        assert waited[0] == srv.server.inflight[0][0] and not client.take_reply(rid)[0]
+        assert waited[0] == srv.server.commits.inflight[0][0] and not client.take_reply(rid)[0]
         held.set()
         reply = client.wait(rid)
         assert int(reply["metadata"]["resourceVersion"]) == waited[0]

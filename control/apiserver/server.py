@@ -3,11 +3,12 @@
 Contract
 --------
 * Each loop turn takes every frame that is ready (a batch), handles them in
-  arrival order and writes the batch's WAL records. A committer thread
-  fdatasyncs while the loop goes on (group commit, pipelined across batches).
-  Once a batch is durable its replies are sent, then its watch events, in
-  batch order. No reply and no watch event ever reveals a write that is not
-  durable. Bookmarks carry the last revision whose events were sent.
+  arrival order and hands the batch to its ``CommitPipeline``
+  (``control.apiserver.commit``), which makes its WAL records durable, in the
+  loop or in a committer thread while the loop goes on. Once a batch is
+  durable its replies are sent, then its watch events, in batch order. No
+  reply and no watch event ever reveals a write that is not durable.
+  Bookmarks carry the last revision whose events were sent.
 * Replies echo the request id. A frame that cannot be decoded gets an error
   reply with ``id: None``; nothing a client sends can stop the loop.
 * Hello first: a request from a peer that has not said hello gets BadRequest
@@ -37,17 +38,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from control.apiserver.commit import CommitPipeline
 from control.apiserver.eventttl import EventExpiry
 from control.apiserver.metrics import RequestMetrics, watch_metrics
 from control.apiserver.nodeauthorizer import authorize_get
 from control.apiserver.resources import Resources
 from control.apiserver.watch import Watcher, WatchHub
 from control.storage.background import BackgroundSnapshot, Done
-from control.storage.committer import PIPELINE_ABOVE_S, Committer, SyncLatency, measure_fdatasync
 from control.storage.store import Store
 from control.storage.wal import WriteAheadLog
 from emulator import protocol, transport
@@ -97,13 +98,8 @@ class APIServer:
         self.clock = clock
         self.log = get_logger()
         self.wal = WriteAheadLog(data_dir, fsync=fsync) if data_dir else None
-        self.fsync = fsync
         self.snapshots = BackgroundSnapshot(self.wal, fsync) if self.wal is not None else None
-        self.commit_mode = commit_mode
-        self.committer: Committer | None = None
-        self.sync_latency: SyncLatency | None = None   # "auto" syncing in the loop: when to stop
-        self.inflight: deque[tuple[int, list[tuple[bytes, bytes | None]], list, float, list]] = deque()
-        self.written_rev = 0      # the last revision written to the WAL
+        self.commits = CommitPipeline(self.wal, commit_mode, fsync, self._release, self.log)
         self.released_rev = 0     # every event up to here has been sent to watchers
         self.store = Store(self.wal, history_size=history_size)
         self.resources = Resources(self.store, clock, default_toleration_seconds,
@@ -140,46 +136,15 @@ class APIServer:
         self.event_expiry.rebuild(self.store, self.clock())
         self.resources.rebuild_hooks()
         self.resources.ensure_system_namespaces()
-        self._commit()
+        self.commits.commit()
         self.store.take_pending()
-        self.written_rev = self.released_rev = self.store.rev
-        if self.wal is not None and self.fsync and self._pipelined_commit():
-            self.committer = Committer(self.wal)
+        self.released_rev = self.store.rev
+        self.commits.start(self.store.rev, self.recovery)
         self.transport = transport.listen(self.listen_address)
         self.recovery["seconds"] = round(time.monotonic() - t0, 3)
         self.log.info("apiserver started", address=self.transport.address, **self.recovery)
         self.next_bookmark = time.monotonic() + self.bookmark_interval
         return self.transport.address
-
-    def _pipelined_commit(self) -> bool:
-        """Sync in a thread only where the disk is slow enough for it to pay.
-
-        On a disk whose fdatasync takes tens of microseconds, handing each batch
-        to a thread costs more than the sync; where it takes milliseconds, the
-        loop would idle through it. ``commit_mode`` "auto" measures which.
-        """
-        if self.commit_mode != "auto":
-            pipelined = self.commit_mode == "pipelined"
-        else:
-            assert self.wal is not None
-            latency = measure_fdatasync(self.wal.data_dir)
-            pipelined = latency > PIPELINE_ABOVE_S
-            self.recovery["fdatasync_ms"] = round(latency * 1000, 3)
-            if not pipelined:   # the probe saw an idle disk: keep timing the loop's syncs
-                self.sync_latency = SyncLatency()
-        self.recovery["commit_mode"] = "pipelined" if pipelined else "sync"
-        return pipelined
-
-    def _pipeline_from_now(self) -> None:
-        """"auto" found the loop's syncs slower than the limit under load: from the next
-        batch on, a committer thread syncs. For the server's life: going back would flap."""
-        assert self.wal is not None and self.sync_latency is not None
-        self.committer = Committer(self.wal)
-        self.log.info("commit_mode_changed", commit_mode="pipelined", previous="sync",
-                      fdatasync_median_ms=round(self.sync_latency.median * 1000, 3),
-                      limit_ms=round(PIPELINE_ABOVE_S * 1000, 3))
-        self.recovery["commit_mode"] = "pipelined"
-        self.sync_latency = None
 
     @property
     def address(self) -> str:
@@ -197,11 +162,7 @@ class APIServer:
         self.close()
 
     def close(self) -> None:
-        if self.transport is not None:
-            self._drain()
-        if self.committer is not None:
-            self.committer.stop()
-            self.committer = None
+        self.commits.stop()
         if self.snapshots is not None:
             done = self.snapshots.abandon()
             if done is not None and not done.ok:
@@ -219,17 +180,15 @@ class APIServer:
 
     # -- the loop -----------------------------------------------------------
     def step(self, timeout: float) -> int:
-        """One loop turn: handle a batch, write it, and acknowledge what is durable.
+        """One loop turn: handle a batch, hand it to the commit pipeline, and send what is durable.
 
-        With fsync on, a batch is written at once and synced by the committer
-        thread while the loop goes on with the next batch; its replies and watch
-        events are sent, in order, once the sync covering it has finished.
+        With a committer, the loop goes on with the next batch while the last one
+        syncs; with nothing to handle it waits for that sync, not for the socket.
         """
-        if self.inflight:   # a sync is running: take what came, else wait for the sync, not the socket
+        if self.commits.busy:   # a sync is running: take what came, else wait for the sync, not the socket
             batch = self.transport.recv_batch(0, self.max_batch)
             if not batch:
-                assert self.committer is not None
-                self.committer.wait_durable(self.inflight[0][0], timeout)
+                self.commits.wait(timeout)
         else:
             batch = self.transport.recv_batch(timeout, self.max_batch)
         expired = self._expire_events()
@@ -247,22 +206,10 @@ class APIServer:
                     reqs.append(self._req)
             events = self.store.take_pending()
             self.event_expiry.observe(events, self.clock())
-            if self.committer is None:
-                synced = self._commit()
-                self._release(replies, events, self.store.rev, t0, reqs)
-                if synced and self.sync_latency is not None and self.sync_latency.observe(self.wal.last_sync_s):
-                    self._pipeline_from_now()
-            else:
-                if self.wal.needs_rotation:   # a new segment must not race a sync
-                    self._drain()
-                rev = self.wal.write()
-                if rev:
-                    self.written_rev = rev
-                    self.committer.request(rev)
-                self.inflight.append((self.written_rev, replies, events, t0, reqs))
-        self._release_durable()
+            self.commits.submit(replies, events, self.store.rev, t0, reqs)
+        self.commits.release_durable()
         if self.pending_watches:
-            self._drain()   # a new watch starts from a fully durable, fully sent state
+            self.commits.drain()   # a new watch starts from a fully durable, fully sent state
             self._start_watches()
         now = time.monotonic()
         if now >= self.next_bookmark:
@@ -273,7 +220,7 @@ class APIServer:
             if self.snapshots.running:
                 self._snapshot_done(self.snapshots.poll())
             elif self.wal.records_since_snapshot >= max(self.snapshot_every, self.snapshot_base):
-                self._drain()   # the new segment must not race a sync
+                self.commits.drain()   # the new segment must not race a sync
                 self._snapshot()
         return len(batch)
 
@@ -304,25 +251,6 @@ class APIServer:
         if events:
             self.hub.dispatch(events)
         self.released_rev = max(self.released_rev, upto)
-
-    def _release_durable(self) -> None:
-        if self.committer is None or not self.inflight:
-            return
-        self.committer.check()
-        durable = self.committer.durable_rev
-        while self.inflight and self.inflight[0][0] <= durable:
-            upto, replies, events, t0, reqs = self.inflight.popleft()
-            self._release(replies, events, upto, t0, reqs)
-
-    def _drain(self) -> None:
-        """Wait for every written batch to be durable, and send all of it."""
-        if self.committer is not None and self.inflight:
-            self.committer.wait_idle()
-            self._release_durable()
-
-    def _commit(self) -> int:
-        """Make the buffered records durable; how many there were (0: nothing synced)."""
-        return self.wal.commit() if self.wal is not None else 0
 
     def _snapshot(self) -> None:
         """Start a snapshot of the store as of now, written by a forked child while the
