@@ -111,3 +111,10 @@ def test_a_client_can_wait_longer_for_its_connection_than_the_default() -> None:
     finally:
         c.close()
         d.close()
+
+
+def test_a_wait_under_a_millisecond_is_not_truncated_to_no_wait() -> None:
+    from emulator.transport.zmq import poll_ms
+    assert poll_ms(0.0004) == 1 and poll_ms(0.0005) == 1   # truncated, these were 0: a spin
+    assert poll_ms(0.2) == 200 and poll_ms(0.0011) == 2
+    assert poll_ms(0) == 0 and poll_ms(-1) == 0   # 0: look, do not wait

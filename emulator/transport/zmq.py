@@ -28,6 +28,12 @@ RCVMORE = int(zmq.RCVMORE)
 _SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 
 
+def poll_ms(timeout: float) -> int:
+    """A timeout in seconds as ZeroMQ's whole milliseconds, rounded up: truncated, any wait
+    under a millisecond became 0 and its caller spun (0 stays 0: do not wait)."""
+    return math.ceil(timeout * 1000) if timeout > 0 else 0
+
+
 def _context() -> zmq.Context:
     # Context.instance() is fork-aware: a forked child gets a fresh context.
     return zmq.Context.instance()
@@ -60,7 +66,7 @@ class ZmqListener:
     def recv_batch(self, timeout: float, max_frames: int = 512) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         sock = self.sock
-        if not sock.poll(int(timeout * 1000), POLLIN):
+        if not sock.poll(poll_ms(timeout), POLLIN):
             return out
         recv = sock.recv
         more = sock.getsockopt
@@ -172,7 +178,7 @@ class ZmqConnection:
         if poller is None:
             poller = self._poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
-        ready = dict(poller.poll(max(1, math.ceil(timeout * 1000))))
+        ready = dict(poller.poll(poll_ms(timeout)))
         if ready.get(self.wake_fd):
             try:
                 os.read(self.wake_fd, 512)   # type: ignore[arg-type]
