@@ -19,6 +19,8 @@ def kemu(*args: str) -> subprocess.CompletedProcess:
     (["--listen", "http://127.0.0.1:1"], 1, "--listen"),
     (["--listen", "mem://x"], 1, "--listen"),
     (["--max-frame-bytes", "10"], 1, "--max-frame-bytes"),
+    (["--snapshot-every", "0"], 1, "--snapshot-every"),
+    (["--snapshot-every", "often"], 2, "--snapshot-every"),
     (["--bookmark-interval", "soon"], 2, "--bookmark-interval"),
     (["--event-ttl", "an hour"], 2, "--event-ttl"),
 ])

@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(pipelined); auto picks by measuring the disk")
     p.add_argument("--max-frame-bytes", type=int, default=protocol.DEFAULT_MAX_FRAME_BYTES)
     p.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between watch bookmarks")
-    p.add_argument("--snapshot-every", type=int, default=200_000, help="WAL records between snapshots, at least; a snapshot also waits for as many records as the last one packed objects")
+    p.add_argument("--snapshot-every", type=int, default=200_000,
+                   help="WAL records between snapshots, at least; a snapshot also waits for as many "
+                        "records as the last one packed objects")
     p.add_argument("--history-size", type=int, default=50_000, help="watch events kept for resuming")
     p.add_argument("--default-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the not-ready/unreachable tolerations added to every pod")
@@ -58,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.max_frame_bytes < 1024:
         print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
+        return 1
+    if args.snapshot_every < 1:
+        print(f"error: --snapshot-every must be at least 1 (WAL records between snapshots), "
+              f"got {args.snapshot_every}", file=sys.stderr)
         return 1
     from control.apiserver.allocator import IPRange, PortRange, parse_port_range
     try:
