@@ -86,6 +86,13 @@ def test_a_renewal_updates_the_lease_last_written(env):
     assert hb.lease["metadata"]["resourceVersion"] == got["metadata"]["resourceVersion"]
 
 
+def _delete_lease(user: Client) -> str:
+    """Someone deletes node-1's Lease; the uid it had."""
+    uid = user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"]
+    user.delete("Lease", "node-1", "kube-node-lease")
+    return uid
+
+
 def _assert_patched_over(user: Client, hb: Any) -> None:
     """The renewal kept what someone else wrote (a patch, not an update), and the
     heartbeat holds the Lease as written."""
@@ -109,8 +116,7 @@ def test_a_deleted_lease_is_created_again(env):
     user, kubelet, clock = env
     k = kubelet()
     hb = k.heartbeat
-    old_uid = user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"]
-    user.delete("Lease", "node-1", "kube-node-lease")
+    old_uid = _delete_lease(user)
     hb.renew_lease(clock.mono())   # the update is answered NotFound: created again, at once
     got = user.get("Lease", "node-1", "kube-node-lease")
     assert got["metadata"]["uid"] != old_uid and hb.lease_exists
@@ -203,8 +209,7 @@ def test_a_pipelined_renewal_of_a_deleted_lease_creates_it_at_once(env):
     user, kubelet, clock = env
     k = kubelet()
     hb = k.heartbeat
-    old_uid = user.get("Lease", "node-1", "kube-node-lease")["metadata"]["uid"]
-    user.delete("Lease", "node-1", "kube-node-lease")
+    old_uid = _delete_lease(user)
     _renewal_due(k, clock)
     hb.run_due(clock.mono())
     assert hb.lease_rid is not None
