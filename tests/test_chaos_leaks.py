@@ -23,6 +23,8 @@ import os
 import random
 import signal
 import stat
+import subprocess
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +38,7 @@ from lab.chaos.model import Fault
 from lab.chaos.resource_faults import RESOURCE_KINDS, stop_workers
 from lab.lab import Lab, LabError
 from lab.paths import LabLayout
+from node.runtime.shim import start_ticks
 from tests.conftest import poll_for
 
 SEED = 7
@@ -96,6 +99,37 @@ def test_stop_workers_reaps_the_workers_a_healer_killed_and_kills_the_rest_of_it
         kind.heal(b, fb)
         kind.heal(a, fa)
     assert not psutil.pid_exists(other)
+
+
+@pytest.mark.timeout(30)
+def test_lab_pids_takes_only_the_processes_the_lab_recorded_not_a_reused_number(tmp_path: Path) -> None:
+    """The flake this file had (CI, stop 19): a healer that had exited stayed in
+    ``chaos.json``; its number was later a thread's, so the check took that thread for a
+    healer and reported it "alive" after down. A number counts only while it is still
+    a process with the start time the lab wrote down."""
+    lab = stand_in_lab(tmp_path)
+    held = threading.Event()
+    thread = threading.Thread(target=held.wait, daemon=True)
+    thread.start()
+    tid = thread.native_id
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        child_start = start_time(child.pid)
+        assert child_start is not None and tid is not None and psutil.Process(tid).create_time() > 0
+        lab.processes = lambda: [{"name": "node-1", "pid": child.pid, "state": "running",
+                                  "started_at": child_start}]
+        lab.layout.run.mkdir(parents=True, exist_ok=True)
+        (lab.layout.run / "chaos.json").write_text(json.dumps({"next": 3, "faults": {}, "healers": {
+            str(tid): psutil.Process(tid).create_time(),   # a thread's id: never a healer
+            str(os.getpid()): child_start - 100.0}}))      # a live process, but not the one recorded
+        assert lab_pids(lab) == {child.pid: (child_start, "node-1")}
+        lab.processes = lambda: [{"name": "node-1", "pid": child.pid, "state": "running",
+                                  "started_at": child_start - 100.0}]
+        assert lab_pids(lab) == {}
+    finally:
+        held.set()
+        child.kill()
+        child.wait()
 
 
 # -- drawing faults -----------------------------------------------------------
@@ -195,43 +229,58 @@ def draw(rng: random.Random, kind: str) -> tuple[str, str | None, dict[str, Any]
 
 # -- what the lab has ----------------------------------------------------------
 def start_time(pid: int) -> float | None:
+    """The start time of process ``pid``; None if there is none. A thread's id is not a
+    process (``psutil.Process`` takes one, and ``/proc/<tid>`` exists, but it is not listed)."""
     try:
-        return psutil.Process(pid).create_time()
+        return psutil.Process(pid).create_time() if psutil.pid_exists(pid) else None
     except psutil.Error:
         return None
+
+
+def same_start(pid: int, recorded: Any, ticks: bool = False) -> bool:
+    """``pid`` is still the process the lab recorded: its start time (``create_time``
+    seconds, or ``/proc`` clock ticks) matches the one written when it started."""
+    if recorded is None or not psutil.pid_exists(pid):
+        return False
+    if ticks:
+        return start_ticks(pid) == recorded
+    now = start_time(pid)
+    return now is not None and abs(now - float(recorded)) < 2.0   # as Lab._kill_leftovers
 
 
 def lab_pids(lab: Lab) -> dict[int, tuple[float | None, str]]:
     """Every live pid the lab has now: supervisor, processes, containers, monitors and healers.
 
-    Only processes that exist now are recorded, with their start time: a pid
-    recorded without one (a healer that already exited) would match whatever
-    process or thread later reuses the number (pid_max is 32768 here)."""
+    Only processes that exist now and are still the ones the lab recorded (the same
+    start time) are taken, with their start time: a pid in a record outlives its
+    process (a healer that exited stays in ``chaos.json`` until down; a killed node in
+    the supervisor's state until its next write), and whatever process or thread
+    later reuses the number (pid_max is 32768 here) is not the lab's."""
     out: dict[int, tuple[float | None, str]] = {}
 
-    def add(pid: int, what: str) -> None:
-        start = start_time(pid)
-        if start is not None:
-            out[pid] = (start, what)
-    try:
-        add(int(lab.layout.supervisor_pid.read_text().strip()), "supervisor")
+    def add(pid: int, what: str, recorded: Any, ticks: bool = False) -> None:
+        if same_start(pid, recorded, ticks):
+            out[pid] = (start_time(pid), what)
+    try:   # the supervisor's pid file is its own, removed when it exits: nothing to match
+        pid = int(lab.layout.supervisor_pid.read_text().strip())
+        add(pid, "supervisor", start_time(pid))
     except (OSError, ValueError):
         pass
     for p in lab.processes():
         if p.get("pid") and p.get("state") in ("running", "paused"):
-            add(p["pid"], p["name"])
+            add(p["pid"], p["name"], p.get("started_at"))
     for node in PROCESS_NODES:
         for st in (lab.layout.node_root(node) / "var" / "lib" / "kemu" / "containers").glob("*/state.json"):
             try:
                 data = json.loads(st.read_text())
             except (OSError, ValueError):
                 continue
-            for key in ("pid", "shim_pid"):
+            for key, start in (("pid", "pid_start"), ("shim_pid", "shim_start")):
                 if data.get(key):
-                    add(data[key], f"{node} container {key}")
+                    add(data[key], f"{node} container {key}", data.get(start), ticks=True)
     try:
-        for pid in (json.loads((lab.layout.run / "chaos.json").read_text()).get("healers") or {}):
-            add(int(pid), "healer")
+        for pid, start in (json.loads((lab.layout.run / "chaos.json").read_text()).get("healers") or {}).items():
+            add(int(pid), "healer", start)
     except (OSError, ValueError):
         pass
     return out
