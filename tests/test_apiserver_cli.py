@@ -21,6 +21,10 @@ def kemu(*args: str) -> subprocess.CompletedProcess:
     (["--max-frame-bytes", "10"], 1, "--max-frame-bytes"),
     (["--snapshot-every", "0"], 1, "--snapshot-every"),
     (["--snapshot-every", "often"], 2, "--snapshot-every"),
+    (["--history-size", "0"], 1, "--history-size"),
+    (["--default-toleration-seconds", "-5"], 1, "--default-toleration-seconds"),
+    (["--bookmark-interval", "0"], 1, "--bookmark-interval"),
+    (["--bookmark-interval", "-1"], 1, "--bookmark-interval"),
     (["--bookmark-interval", "soon"], 2, "--bookmark-interval"),
     (["--event-ttl", "an hour"], 2, "--event-ttl"),
 ])

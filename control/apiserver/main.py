@@ -58,13 +58,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --listen: {problem or 'mem:// is in-process only'}; "
               "use tcp://127.0.0.1:PORT", file=sys.stderr)
         return 1
-    if args.max_frame_bytes < 1024:
-        print("error: --max-frame-bytes must be at least 1024", file=sys.stderr)
-        return 1
-    if args.snapshot_every < 1:
-        print(f"error: --snapshot-every must be at least 1 (WAL records between snapshots), "
-              f"got {args.snapshot_every}", file=sys.stderr)
-        return 1
+    for flag, value, least, what in (
+            ("--max-frame-bytes", args.max_frame_bytes, 1024, "the largest frame, in bytes"),
+            ("--snapshot-every", args.snapshot_every, 1, "WAL records between snapshots"),
+            ("--history-size", args.history_size, 1, "watch events kept for resuming"),
+            ("--default-toleration-seconds", args.default_toleration_seconds, 0,
+             "seconds a pod stays on a not-ready or unreachable node"),
+            ("--bookmark-interval", args.bookmark_interval, 0.001, "seconds between watch bookmarks")):
+        if value < least:
+            print(f"error: {flag} must be at least {least} ({what}), got {value}", file=sys.stderr)
+            return 1
     from control.apiserver.allocator import IPRange, PortRange, parse_port_range
     try:
         IPRange(args.service_cluster_ip_range)
