@@ -55,6 +55,9 @@ def test_quick_scale_suite_is_correct_at_scale():
     assert n["all_ready"] and n["all_ready_at_end"]
     assert n["pods_check"]["ok"] and n["pods_check"]["expected"] == n["pods"], n["pods_check"]
     assert n["pods_at_bound"]["running"] == n["pods"] and n["pods_created_to_running_s"] is not None
+    progress = n["pods_progress"]   # [seconds, created, running]: every 10 s, and the end
+    assert progress[-1][1:] == [n["pods"], n["pods"]], progress
+    assert all(a <= b for row in zip(*progress) for a, b in zip(row, row[1:])), progress
     assert n["log_errors"]["count"] == 0, n["log_errors"]
     roles = n["pods_phase_cpu"]["by_role_percent"]   # where the cores went while the pods started
     assert {"apiserver", "scheduler", "controller-manager", "bench"} <= set(roles), roles

@@ -20,6 +20,8 @@ import psutil
 
 from lab.bench.common import paced_creates, percentile
 
+PROGRESS_EVERY = 10.0   # seconds between the pod phase's progress records
+
 
 def hosts_supported() -> bool:
     """Whether node hosts (``Lab(..., nodes_per_process=K)``) are built."""
@@ -160,7 +162,8 @@ def pods_check(client: Any, expected: set[str], nodes: set[str]) -> dict[str, An
             "on_unknown_node": len(bad_node), "ok": not lost and not not_running and not bad_node}
 
 
-def create_and_wait_running(client: Any, names: list[str], timeout: float, window: int = 256
+def create_and_wait_running(client: Any, names: list[str], timeout: float, window: int = 256,
+                            progress: list[list[float]] | None = None
                             ) -> tuple[float | None, dict[str, int], list[str]]:
     """Pipelined creates of ``names`` (``window`` in flight) for at most ``timeout`` seconds
     from the first, while a watch sees pods Running. Returns the seconds from the first
@@ -168,7 +171,9 @@ def create_and_wait_running(client: Any, names: list[str], timeout: float, windo
     the end, if sooner): ``created`` (creates answered) and ``running``; and every name
     whose create was answered, the ones in flight at the bound included (each is waited
     for: nothing is left unanswered). Creates not yet sent at the bound are not sent: the
-    figure is what the cluster did within the bound, not after it."""
+    figure is what the cluster did within the bound, not after it. ``progress``, when
+    given, gets ``[seconds, created, running]`` every ``PROGRESS_EVERY`` seconds and at
+    the end: the shape of the phase (the creates' ramp, the Running rate, the tail)."""
     # Only Running pods are sent (as kubectl get pods --field-selector=status.phase=Running -w):
     # the bench's own share of the two cores was 6-8% when it decoded every pod event.
     w = client.watch("Pod", "default", field_selector="status.phase=Running",
@@ -193,8 +198,11 @@ def create_and_wait_running(client: Any, names: list[str], timeout: float, windo
 
     try:
         t0 = time.monotonic()
-        deadline = t0 + timeout
+        deadline, mark = t0 + timeout, t0 + PROGRESS_EVERY
         while time.monotonic() < deadline and not want <= running:
+            if progress is not None and time.monotonic() >= mark:
+                progress.append([round(time.monotonic() - t0, 1), len(created), len(running)])
+                mark += PROGRESS_EVERY
             while more and len(inflight) < window:
                 name = next(todo, None)
                 if name is None:
@@ -209,6 +217,8 @@ def create_and_wait_running(client: Any, names: list[str], timeout: float, windo
             drain(0.01 if inflight else 0.2)
         seconds = round(time.monotonic() - t0, 3) if want <= running else None
         at_bound = {"created": len(created), "running": len(running & want)}
+        if progress is not None:
+            progress.append([round(time.monotonic() - t0, 1), at_bound["created"], at_bound["running"]])
         while inflight:
             name, rid = inflight.popleft()
             try:
@@ -258,7 +268,9 @@ def lab_scale(nodes: int, profile: str = "default", idle_seconds: float = 20.0, 
                 names = [f"scale-{i}" for i in range(pods)]
                 out["pods"] = pods
                 snap, bench0 = cpu_snapshot(lab), time.process_time()
-                secs, at_bound, created = create_and_wait_running(lab.client, names, pods_timeout)
+                progress: list[list[float]] = []
+                secs, at_bound, created = create_and_wait_running(lab.client, names, pods_timeout,
+                                                                  progress=progress)
                 # Where the cores went while the pods started: every role, and this process's
                 # creates and watch (``bench``), over the whole pod phase.
                 out["pods_phase_cpu"] = cpu_since(lab, snap)
@@ -266,6 +278,7 @@ def lab_scale(nodes: int, profile: str = "default", idle_seconds: float = 20.0, 
                     100 * (time.process_time() - bench0) / max(out["pods_phase_cpu"]["seconds"], 1e-9), 1)
                 out["pods_created_to_running_s"] = secs
                 out["pods_at_bound"] = {"bound_s": pods_timeout, **at_bound}
+                out["pods_progress"] = progress
                 out["pods_check"] = pods_check(lab.client, set(created), set(lab.config.node_names))
                 api = [p for p in lab.processes() if p["role"] == "apiserver"]
                 if api:
