@@ -121,10 +121,10 @@ def test_lab_pids_takes_only_the_processes_the_lab_recorded_not_a_reused_number(
         lab.layout.run.mkdir(parents=True, exist_ok=True)
         (lab.layout.run / "chaos.json").write_text(json.dumps({"next": 3, "faults": {}, "healers": {
             str(tid): psutil.Process(tid).create_time(),   # a thread's id: never a healer
-            str(os.getpid()): child_start - 100.0}}))      # a live process, but not the one recorded
+            str(os.getpid()): psutil.Process().create_time() + 1000.0}}))   # live, but not the one recorded
         assert lab_pids(lab) == {child.pid: (child_start, "node-1")}
         lab.processes = lambda: [{"name": "node-1", "pid": child.pid, "state": "running",
-                                  "started_at": child_start - 100.0}]
+                                  "started_at": child_start + 1000.0}]
         assert lab_pids(lab) == {}
     finally:
         held.set()
