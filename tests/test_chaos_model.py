@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from lab.chaos.chaos import Chaos
@@ -17,6 +19,7 @@ from lab.chaos.record import ChaosStore, log_event
 from lab.chaos.targets import TargetError, resolve
 from lab.config import LabConfig
 from lab.paths import LabLayout
+from tests.conftest import poll_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,6 +203,43 @@ def test_inject_bad_input_before_anything_is_done(tmp_path: Path) -> None:
     down = Chaos(FakeLab(3, layout=layout, running=False))
     with pytest.raises(Exception, match="not running"):
         down.inject("pause", "node-1")
+
+
+# A healer caught as it ends: its main thread has exited, another thread still runs.
+# The kernel shows the process as a zombie, but waitpid cannot reap it yet.
+EXITING_HEALER = """
+import ctypes, os, platform, sys, threading
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0))).start()
+ctypes.CDLL(None, use_errno=True).syscall({"x86_64": 60, "aarch64": 93}[platform.machine()], 0)
+"""
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="the exit syscall's number")
+def test_down_reaps_a_healer_that_was_ending_when_down_looked(tmp_path: Path) -> None:
+    """CI's leak (stops 19 and 20): after ``lab down`` a healer was left a zombie child of
+    the process that started it. It had shown as a zombie (so it was not signalled) while
+    its ZeroMQ threads still ran, and down only polled it. Down must wait for it."""
+    layout = LabLayout(tmp_path / "lab")
+    layout.make()
+    chaos = Chaos(FakeLab(3, layout=layout))
+    healer = subprocess.Popen([sys.executable, "-c", EXITING_HEALER], stdin=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        start = psutil.Process(healer.pid).create_time()
+        chaos._healers["f-1"] = healer
+        with chaos.store.locked() as data:
+            data["healers"] = {str(healer.pid): start}
+        poll_for(lambda: psutil.Process(healer.pid).status() == psutil.STATUS_ZOMBIE, 10,
+                 what="the healer's main thread gone")
+        assert healer.poll() is None   # not reapable yet: its other thread runs
+        assert chaos.heal_all_for_down() == []
+        assert healer.returncode is not None, "the healer was left unreaped"
+        assert not psutil.pid_exists(healer.pid) and chaos._healers == {}
+    finally:
+        if healer.returncode is None:
+            healer.kill()
+            healer.wait()
 
 
 def kemu(home: Path, *args: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,9 @@ Contract
   claimed (removed from the record under the lock) before it is healed, so it is
   healed once, whoever asks; its healer is stopped (and waited for) before the kind's
   ``heal`` runs. An unknown id raises ``ChaosError`` naming the active ones.
-  ``heal_all_for_down()`` heals what it can, stops every healer, reaps (or kills) the
-  cpu-stress workers this process started, and never raises (``Lab.down``).
+  ``heal_all_for_down()`` heals what it can, stops every healer and waits for (reaps)
+  each one this process started, reaps (or kills) the cpu-stress workers this
+  process started, and never raises (``Lab.down``).
 * ``active()`` lists the active faults; ``get(id)`` one of them.
 * Convenience methods: ``kill``, ``restart``, ``pause``, ``resume``, ``crash_loop``,
   ``pod_kill``, ``container_kill``, ``node_taint``, ``node_drain``, ``disk_fill``,
@@ -63,6 +64,23 @@ def healer_alive(pid: int | None, start: float | None) -> bool:
         return start is None or abs(p.create_time() - start) < 1.0
     except psutil.Error:
         return False
+
+
+def _reap(popen: subprocess.Popen, timeout: float) -> None:
+    """Wait for a healer this process started; SIGKILL it if it has not ended within
+    ``timeout``. Not ``poll()``: a healer whose main thread has exited shows as a zombie
+    (``healer_alive`` is False) while its other threads (ZeroMQ's) still run, and
+    ``waitpid`` cannot reap it until they end; polled then, it was left a zombie after
+    ``lab down``. Our own unreaped child: its pid cannot have been reused."""
+    try:
+        popen.wait(timeout)
+        return
+    except subprocess.TimeoutExpired:
+        popen.kill()
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class Chaos:
@@ -205,6 +223,9 @@ class Chaos:
         if fault.healer_pid is None or fault.healer_pid == os.getpid():
             return
         popen = self._healers.pop(fault.id, None)
+        if popen is None:   # known by pid only (the record's healers map): ours if we started it
+            fid = next((i for i, p in self._healers.items() if p.pid == fault.healer_pid), None)
+            popen = None if fid is None else self._healers.pop(fid)
         if healer_alive(fault.healer_pid, fault.healer_start):
             try:
                 os.kill(fault.healer_pid, signal.SIGTERM)
@@ -221,10 +242,7 @@ class Chaos:
                 except OSError:
                     pass
         if popen is not None:
-            try:
-                popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+            _reap(popen, timeout)
 
     def heal_all_for_down(self) -> list[str]:
         """Heal every active fault, stop every healer; never raises. The problems, as text."""
@@ -252,9 +270,9 @@ class Chaos:
                                         healer_start=start))
         except Exception as e:
             problems.append(f"stopping the healers: {e}")
-        for fid, popen in list(self._healers.items()):   # reap the ones that healed at expiry
-            if popen.poll() is not None:
-                del self._healers[fid]
+        for popen in self._healers.values():   # the ones that ended by themselves (expired): reap
+            _reap(popen, 5.0)
+        self._healers.clear()
         try:   # cpu-stress workers this process started, killed by a healer: reap them
             from lab.chaos.resource_faults import stop_workers
             stop_workers(self.lab.layout.root)
