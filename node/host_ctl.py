@@ -16,7 +16,11 @@ Contract
   host's own ctl socket reports the process's metrics, once).
 * ``sockets()``: the ROUTERs to poll; ``serve(sock)`` answers every request
   waiting on one, without blocking; ``check_state(now)`` re-applies a state file
-  that changed (at most once a second), as ``CtlServer``'s thread does.
+  that changed, checking at most every ``ctl.STATE_RECHECK`` seconds, as
+  ``CtlServer``'s thread does for a node process (a ``reload`` applies it at
+  once; the check is for a host that was paused when the reload came). Every
+  second, it was a ``stat`` per node: 2.6% of a node host's samples while
+  100,000 pods started.
 * ``close()`` closes every socket.
 """
 from __future__ import annotations
@@ -27,8 +31,6 @@ from typing import Any
 import zmq
 
 from emulator import clock, ctl
-
-STATE_CHECK_PERIOD = 1.0
 
 
 def _node_handlers(name: str, node: Any) -> dict[str, ctl.Handler]:
@@ -85,7 +87,7 @@ class NodeCtl:
     def check_state(self, now: float) -> None:
         if now < self._next_check:
             return
-        self._next_check = now + STATE_CHECK_PERIOD
+        self._next_check = now + ctl.STATE_RECHECK
         for srv, seen in self._mtimes.items():
             m = self._mtime(srv)
             if m != seen:

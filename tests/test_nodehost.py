@@ -3,15 +3,19 @@ apiserver in a thread; node operations; a node under netem rules gets a thread o
 its own and comes back to the loop when they are gone."""
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from emulator import netem
+from emulator import clock, ctl, netem
 from emulator.api.errors import APIError
 from emulator.client import Client
 from emulator.profiles import get_profile
 from node.host import NodeHost
+from node.host_ctl import NodeCtl
 from node.host_node import NodeSpec
 
 
@@ -131,3 +135,36 @@ def test_a_frame_left_after_a_turn_gets_a_turn_of_its_own(host: NodeHost, apiser
         host._due[name] = math.inf   # no timer is due: only the frame can bring a turn
     host.run_once(5.0)
     assert turns == [False, True]
+
+
+class StandInNode:
+    """What a packed node's ctl handlers touch: its clock and whether it runs."""
+
+    def __init__(self) -> None:
+        self.clock = clock.WallClock()
+        self.running = True
+
+
+@pytest.mark.timeout(30)
+def test_a_changed_state_file_is_applied_at_the_next_check_every_state_recheck_seconds(tmp_path: Path) -> None:
+    """The host applies a node's saved faults at start and, for a reload it missed
+    (paused), re-applies a changed state file at its next check: every
+    ``ctl.STATE_RECHECK`` seconds, as a node process's ctl thread, not every second
+    (a ``stat`` per node each time)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "ctl").mkdir(parents=True)
+    state = ctl.state_path(run_dir, "node-1")
+    state.write_text(json.dumps({"clock": {"offset": 30.0}}))
+    node = StandInNode()
+    nctl = NodeCtl(str(run_dir), {"node-1": node})
+    try:
+        assert node.clock.skew() == pytest.approx(30.0)   # applied at start
+        nctl.check_state(100.0)   # the first check: nothing changed
+        state.write_text(json.dumps({"clock": {"offset": 60.0}}))
+        os.utime(state, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))   # a new mtime
+        nctl.check_state(100.0 + ctl.STATE_RECHECK - 0.5)
+        assert node.clock.skew() == pytest.approx(30.0), "checked before STATE_RECHECK had passed"
+        nctl.check_state(100.0 + ctl.STATE_RECHECK)
+        assert node.clock.skew() == pytest.approx(60.0)
+    finally:
+        nctl.close()
