@@ -270,8 +270,9 @@ class Chaos:
                                         healer_start=start))
         except Exception as e:
             problems.append(f"stopping the healers: {e}")
-        for popen in self._healers.values():   # the ones that ended by themselves (expired): reap
-            _reap(popen, 5.0)
+        deadline = time.monotonic() + 5.0   # the rest ended by themselves (expired): reap them
+        for popen in self._healers.values():
+            _reap(popen, max(0.1, deadline - time.monotonic()))
         self._healers.clear()
         try:   # cpu-stress workers this process started, killed by a healer: reap them
             from lab.chaos.resource_faults import stop_workers
