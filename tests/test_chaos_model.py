@@ -217,7 +217,7 @@ ctypes.CDLL(None, use_errno=True).syscall({"x86_64": 60, "aarch64": 93}[platform
 @pytest.mark.timeout(30)
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="the exit syscall's number")
 def test_down_reaps_a_healer_that_was_ending_when_down_looked(tmp_path: Path) -> None:
-    """CI's leak (stops 19 and 20): after ``lab down`` a healer was left a zombie child of
+    """CI's leak (stop 19): after ``lab down`` a healer was left a zombie child of
     the process that started it. It had shown as a zombie (so it was not signalled) while
     its ZeroMQ threads still ran, and down only polled it. Down must wait for it."""
     layout = LabLayout(tmp_path / "lab")
